@@ -1,0 +1,149 @@
+"""The copy engine: resolve references to images, then move each needed blob once, concurrently.
+
+Resolution is derived from two source abilities only (raw manifest by reference/digest, blob by
+digest), so every place that can serve those is a full source. Blobs are deduplicated by digest
+before anything moves (a blob shared by several images is fetched once), every byte is verified
+against its digest on the way, and the first failure cancels the rest.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .digest import BlobSink, Verifier
+from .errors import DigestMismatch, PorterError
+from .mediatypes import Descriptor, Manifest, Platform
+from .places.base import Source
+from .progress import Quiet
+from .reference import Reference
+
+
+class Cancelled(PorterError):
+    """Another transfer failed or the user interrupted; this one stops at its next write."""
+
+
+@dataclass
+class Image:
+    """One reference, resolved. ``manifests`` are the manifests to keep (top first); ``listed`` is
+    what an index of images names (the whole index, or just the chosen platform's manifest)."""
+
+    ref: Reference
+    top: Manifest
+    chosen: Manifest
+    manifests: list[Manifest]
+    listed: Manifest
+    platform: Platform | None = None
+
+    @property
+    def blobs(self) -> list[Descriptor]:
+        seen: dict[str, Descriptor] = {}
+        for m in self.manifests:
+            for d in m.blobs:
+                seen.setdefault(d.digest, d)
+        return list(seen.values())
+
+
+def _child(source: Source, ref: Reference, desc: Descriptor) -> Manifest:
+    m = source.get_manifest(ref, desc.digest)
+    if len(m.raw) != desc.size:
+        raise DigestMismatch(f"{ref.name}@{desc.digest}: manifest is {len(m.raw)} bytes, index says {desc.size}")
+    return m
+
+
+def resolve(source: Source, ref: Reference, platform: Platform, all_platforms: bool) -> Image:
+    ref = ref.with_default_tag()
+    top = source.get_manifest(ref)
+    if not top.is_index:
+        return Image(ref, top, top, [top], top)
+    want = top.pick(platform)
+    if not all_platforms:
+        chosen = _child(source, ref, want)
+        return Image(ref, top, chosen, [chosen], chosen, want.platform)
+    kept = [top]
+    pending = list(top.children)
+    while pending:  # nested indexes are rare but legal
+        m = _child(source, ref, pending.pop(0))
+        kept.append(m)
+        pending.extend(m.children)
+    chosen = next(m for m in kept if m.digest == want.digest)
+    return Image(ref, top, chosen, kept, top, want.platform)
+
+
+@dataclass
+class Transfer:
+    """A blob to move: which digest/size, from which repository of which source."""
+
+    source: Source
+    repository: str
+    desc: Descriptor
+
+
+@dataclass
+class Stats:
+    blobs: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    skipped_bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Tracked:
+    """Reports progress and stops at the next write once the job is cancelled."""
+
+    def __init__(self, sink: BlobSink, progress: Quiet, handle: object, cancel: threading.Event):
+        self.sink, self.progress, self.handle, self.cancel = sink, progress, handle, cancel
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
+        self.sink.write(data)
+        self.written += len(data)
+        self.progress.advance(self.handle, len(data))
+
+    def rewind(self) -> None:
+        self.progress.advance(self.handle, -self.written)
+        self.written = 0
+        self.sink.rewind()
+
+
+def unique(transfers: list[Transfer]) -> list[Transfer]:
+    """One transfer per digest: the first image that needs a blob fetches it for all."""
+    seen: dict[str, Transfer] = {}
+    for t in transfers:
+        seen.setdefault(t.desc.digest, t)
+    return list(seen.values())
+
+
+def copy_blobs(transfers: list[Transfer], open_sink: Callable[[Descriptor], BlobSink], jobs: int,
+               progress: Quiet) -> Stats:
+    """Fetch every transfer into the sink ``open_sink`` gives for it, ``jobs`` at a time."""
+    transfers = unique(transfers)
+    stats = Stats(blobs=len(transfers), bytes=sum(t.desc.size for t in transfers))
+    progress.start(stats.bytes, stats.blobs)
+    cancel = threading.Event()
+
+    def one(t: Transfer) -> None:
+        handle = progress.blob_started(t.desc.digest, t.desc.size)
+        try:
+            sink = _Tracked(open_sink(t.desc), progress, handle, cancel)
+            t.source.fetch_blob(t.repository, Verifier(sink, t.desc.digest, t.desc.size, f"blob {t.desc.digest}"))
+        finally:
+            progress.blob_finished(handle)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="porter-blob")
+    futures = [pool.submit(one, t) for t in sorted(transfers, key=lambda t: -t.desc.size)]
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for f in futures:
+            if f.done() and f.exception() is not None and not isinstance(f.exception(), Cancelled):
+                raise f.exception()  # type: ignore[misc]
+    except BaseException:
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        progress.close()
+    return stats

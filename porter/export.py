@@ -1,0 +1,40 @@
+"""``porter export``: images from a source into one docker-loadable, OCI-layout archive."""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from .engine import Image, Transfer, copy_blobs, resolve
+from .mediatypes import Platform
+from .places.archive import ArchiveWriter, members_for
+from .places.base import Source
+from .progress import Quiet
+from .reference import Reference
+
+
+def export(refs: list[Reference], source_for: Callable[[Reference], Source], output: str, *,
+           platform: Platform, all_platforms: bool, jobs: int, force: bool, progress: Quiet) -> dict[str, Any]:
+    """Write ``refs`` to ``output``; returns the summary ``--json`` prints. Leaves nothing behind on failure."""
+    started = time.monotonic()
+    writer = ArchiveWriter(output, force=force)  # refuses a bad output before any network work
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(refs)))) as pool:
+            images: list[Image] = list(pool.map(
+                lambda r: resolve(source_for(r), r, platform, all_platforms), refs))
+        writer.layout(members_for(images))
+        transfers = [Transfer(source_for(img.ref), img.ref.repository, d) for img in images for d in img.blobs]
+        stats = copy_blobs(transfers, lambda d: writer.sink(d.digest), jobs, progress)
+        writer.commit()
+    finally:
+        writer.abort()
+    return {
+        "output": output,
+        "images": [{"reference": str(i.ref), "digest": i.top.digest, "mediaType": i.top.media_type,
+                    "loads": i.chosen.digest, **({"platform": str(i.platform)} if i.platform else {})}
+                   for i in images],
+        "blobs": stats.blobs,
+        "bytes": stats.bytes,
+        "archive_bytes": writer.size,
+        "seconds": round(time.monotonic() - started, 3),
+    }

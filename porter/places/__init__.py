@@ -1,0 +1,1 @@
+"""Places where images live. Each implements what it can of the protocols in ``base``."""

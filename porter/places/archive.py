@@ -1,0 +1,223 @@
+"""The archive place (writer side): one tar that is both a ``docker save`` archive and an OCI layout.
+
+The whole tar is laid out before any blob arrives: every member's size is known from the
+manifests, so each blob gets a fixed offset in a pre-allocated temp file and the download
+threads write straight into it (``pwrite``), concurrently, with no second copy. The temp file
+is renamed into place only when complete; ``.tar.zst`` and ``-`` (stdout) stream that finished
+tar through zstd or to stdout.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from ..digest import FileAtOffset, hex_of
+from ..errors import ArchiveError
+from ..mediatypes import Descriptor
+
+if TYPE_CHECKING:
+    from ..engine import Image
+
+BLOCK = 512
+COPY_CHUNK = 1 << 20
+
+
+@dataclass
+class Member:
+    name: str
+    size: int
+    data: bytes | None = None  # known now (JSON, manifests); None: a blob filled in later
+    offset: int = 0  # where its data starts in the tar, set by layout
+
+
+def _header(name: str, size: int, directory: bool = False) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = 0 if directory else size
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o644
+    info.mtime = 0  # deterministic: the same images give the same archive bytes
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT)
+
+
+def _padding(size: int) -> int:
+    return -size % BLOCK
+
+
+def blob_name(digest: str) -> str:
+    return f"blobs/sha256/{hex_of(digest)}"
+
+
+def disk_error(e: OSError, path: Path | str) -> ArchiveError:
+    if e.errno == errno.ENOSPC:
+        return ArchiveError(f"disk full while writing {path}")
+    return ArchiveError(f"cannot write {path}: {e.strerror or e}")
+
+
+class ArchiveWriter:
+    """Lay out members, hand out sinks for the blobs, then ``commit()`` or ``abort()``."""
+
+    def __init__(self, output: str, force: bool = False):
+        self.output = output
+        self.to_stdout = output == "-"
+        self.compress = output.endswith((".zst", ".zstd"))
+        if not self.to_stdout:
+            out = Path(output)
+            if out.is_dir():
+                raise ArchiveError(f"{output} is a directory; give a file name, e.g. {output.rstrip('/')}/images.tar")
+            if out.exists() and not force:
+                raise ArchiveError(f"{output} already exists; use --force to overwrite")
+            if not out.parent.is_dir():
+                raise ArchiveError(f"directory {out.parent} does not exist")
+            self._dir = str(out.parent)
+        else:
+            self._dir = None  # the system temp dir
+        self._tmp: list[str] = []
+        self._fd = -1
+        self.members: dict[str, Member] = {}
+        self.size = 0
+
+    def _mkstemp(self, suffix: str) -> tuple[int, str]:
+        prefix = "." + (Path(self.output).name if not self.to_stdout else "porter") + "."
+        try:
+            fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=self._dir)
+        except OSError as e:
+            raise disk_error(e, self._dir or tempfile.gettempdir()) from None
+        self._tmp.append(path)
+        return fd, path
+
+    def layout(self, members: list[Member]) -> None:
+        """Fix every member's offset, reserve the file's space, write what is known already."""
+        chunks: list[tuple[int, bytes]] = []
+        pos = 0
+        for d in ("blobs/", "blobs/sha256/"):
+            h = _header(d, 0, directory=True)
+            chunks.append((pos, h))
+            pos += len(h)
+        for m in members:
+            h = _header(m.name, m.size)
+            chunks.append((pos, h))
+            m.offset = pos + len(h)
+            if m.data is not None:
+                chunks.append((m.offset, m.data))
+            pos = m.offset + m.size + _padding(m.size)
+            self.members[m.name] = m
+        self.size = pos + 2 * BLOCK
+        self._fd, self._path = self._mkstemp(".tar")
+        try:
+            try:
+                os.posix_fallocate(self._fd, 0, self.size)
+            except OSError as e:
+                if e.errno == errno.ENOSPC:
+                    raise ArchiveError(f"not enough disk space for {self.output}: it needs {self.size} bytes") from None
+                os.ftruncate(self._fd, self.size)
+            os.ftruncate(self._fd, self.size)  # zero padding and end-of-archive blocks
+            for off, data in chunks:
+                FileAtOffset(self._fd, off).write(data)
+        except OSError as e:
+            raise disk_error(e, self.output) from None
+
+    def sink(self, digest: str) -> FileAtOffset:
+        return FileAtOffset(self._fd, self.members[blob_name(digest)].offset)
+
+    def commit(self) -> None:
+        """Make the finished tar appear under its name (or on stdout), atomically."""
+        try:
+            os.close(self._fd)
+            self._fd = -1
+            if self.to_stdout:
+                with open(self._path, "rb") as f:
+                    self._copy(f, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            elif self.compress:
+                fd, zpath = self._mkstemp(".zst")
+                with open(self._path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                    self._copy(src, dst)
+                os.replace(zpath, self.output)
+            else:
+                os.replace(self._path, self.output)
+        except OSError as e:
+            raise disk_error(e, self.output) from None
+        finally:
+            self.abort()
+
+    def _copy(self, src: BinaryIO, dst: BinaryIO) -> None:
+        if not self.compress:
+            shutil.copyfileobj(src, dst, COPY_CHUNK)
+            return
+        import zstandard
+
+        cctx = zstandard.ZstdCompressor(level=3, threads=-1, write_content_size=True)
+        cctx.copy_stream(src, dst, size=self.size, read_size=COPY_CHUNK, write_size=COPY_CHUNK)
+
+    def abort(self) -> None:
+        """Remove every temp file; safe to call more than once."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        for p in self._tmp:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        self._tmp.clear()
+
+
+def json_bytes(doc: object) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def docker_manifest(images: "list[Image]") -> list[dict]:
+    """``manifest.json`` for ``docker load``: one entry per distinct image, tags merged."""
+    entries: dict[str, dict] = {}
+    for img in images:
+        m = img.chosen
+        e = entries.setdefault(m.digest, {"Config": blob_name(m.config.digest), "RepoTags": [],
+                                          "Layers": [blob_name(d.digest) for d in m.layers]})
+        tag = img.ref.tagged_name()
+        if tag and tag not in e["RepoTags"]:
+            e["RepoTags"].append(tag)
+    return [dict(e, RepoTags=e["RepoTags"] or None) for e in entries.values()]
+
+
+def oci_index(images: "list[Image]") -> dict:
+    """``index.json``: each reference's manifest (or whole index), named the way Docker 25+ names them."""
+    manifests = []
+    for img in images:
+        ann = {"io.containerd.image.name": str(img.ref)}
+        if img.ref.tag:
+            ann["org.opencontainers.image.ref.name"] = img.ref.tag
+        d = img.listed.descriptor
+        manifests.append(Descriptor(d.media_type, d.digest, d.size, img.platform if img.listed is img.chosen else None,
+                                    ann).to_json())
+    return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
+
+
+def members_for(images: "list[Image]") -> list[Member]:
+    """Every member of the archive, in a fixed order: metadata, manifests, then blobs by first use."""
+    out = [Member("oci-layout", 0, json_bytes({"imageLayoutVersion": "1.0.0"})),
+           Member("index.json", 0, json_bytes(oci_index(images))),
+           Member("manifest.json", 0, json_bytes(docker_manifest(images)))]
+    seen: set[str] = set()
+    for img in images:
+        for m in img.manifests:
+            if m.digest not in seen:
+                seen.add(m.digest)
+                out.append(Member(blob_name(m.digest), 0, m.raw))
+    for img in images:
+        for d in img.blobs:
+            if d.digest not in seen:
+                seen.add(d.digest)
+                out.append(Member(blob_name(d.digest), d.size))
+    for m in out:
+        if m.data is not None:
+            m.size = len(m.data)
+    return out

@@ -1,0 +1,128 @@
+"""A small fault-injecting HTTP proxy in front of a real registry (loopback only).
+
+Each scenario is a ``Fault`` object whose hooks may change the request, answer instead of the
+registry, or cut a response body after N bytes. Requests are recorded for assertions.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+from services import free_port
+
+HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
+       "proxy-authenticate", "host", "content-length"}
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    status: int = 0
+
+
+@dataclass
+class Fault:
+    """Override what you need. ``cut_after`` bytes of a matching body, then the connection drops."""
+
+    def request(self, seen: Seen, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes] | None:
+        return None  # None: forward to the registry
+
+    def cut_after(self, seen: Seen) -> int | None:
+        return None
+
+    def mangle(self, seen: Seen, chunk: bytes, offset: int) -> bytes:
+        return chunk
+
+
+class Proxy:
+    def __init__(self, upstream: str, fault: Fault | None = None):
+        self.upstream = upstream
+        self.fault = fault or Fault()
+        self.port = free_port()
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        self.client = httpx.Client(timeout=60)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                proxy.handle(self)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        headers = {k: v for k, v in h.headers.items()}
+        seen = Seen(h.command, h.path, headers)
+        with self._lock:
+            self.seen.append(seen)
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        canned = self.fault.request(seen, headers)
+        if canned is not None:
+            status, rh, rbody = canned
+            seen.status = status
+            h.send_response(status)
+            for k, v in rh.items():
+                h.send_header(k, v)
+            h.send_header("Content-Length", str(len(rbody)))
+            h.end_headers()
+            if h.command != "HEAD":
+                h.wfile.write(rbody)
+            return
+        fwd = {k: v for k, v in headers.items() if k.lower() not in HOP}
+        req = self.client.build_request(h.command, self.upstream + h.path, headers=fwd, content=body)
+        resp = self.client.send(req, stream=True)
+        try:
+            seen.status = resp.status_code
+            h.send_response(resp.status_code)
+            for k, v in resp.headers.multi_items():
+                if k.lower() not in HOP:
+                    h.send_header(k, v.replace(self.upstream, f"http://{self.host}"))
+            if "content-length" in resp.headers:
+                h.send_header("Content-Length", resp.headers["content-length"])
+            cut = self.fault.cut_after(seen)
+            if cut is not None:
+                h.send_header("Connection", "close")
+            h.end_headers()
+            if h.command == "HEAD":
+                return
+            sent = 0
+            for chunk in resp.iter_raw(65536):
+                chunk = self.fault.mangle(seen, chunk, sent)
+                if cut is not None and sent + len(chunk) >= cut:
+                    h.wfile.write(chunk[: cut - sent])
+                    h.wfile.flush()
+                    h.close_connection = True
+                    import socket
+
+                    h.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                h.wfile.write(chunk)
+                sent += len(chunk)
+        finally:
+            resp.close()
+
+    def requests(self, method: str | None = None, contains: str = "") -> list[Seen]:
+        return [s for s in self.seen if (method is None or s.method == method) and contains in s.path]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.client.close()
