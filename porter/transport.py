@@ -97,10 +97,17 @@ def redact(url: httpx.URL | str) -> str:
 
 def error_for(response: httpx.Response, what: str) -> RegistryError:
     """Turn an error answer into a typed error with the registry's own error codes."""
+    body = b""
     try:
-        body = response.read()[:MAX_ERROR_BODY] if not response.is_stream_consumed else b""
-    except httpx.HTTPError:
-        body = b""
+        if response.is_closed:
+            body = response.content[:MAX_ERROR_BODY]
+        else:  # a streamed answer: read at most 64 KiB of it
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) >= MAX_ERROR_BODY:
+                    break
+    except (httpx.HTTPError, httpx.ResponseNotRead):
+        pass
     codes: tuple[str, ...] = ()
     detail = ""
     try:

@@ -14,7 +14,6 @@ from ..mediatypes import ACCEPT, MAX_MANIFEST_BYTES, Manifest
 from ..reference import Reference
 from ..transport import Options, RETRYABLE, Transport
 
-READ_CHUNK = 1 << 20
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -60,7 +59,7 @@ class Registry:
                 with self.http.stream("GET", path, what, ok=(200, 206), headers=headers) as r:
                     if r.status_code == 200 and sink.offset:
                         sink.rewind()  # the server ignored Range: start over
-                    for chunk in r.iter_raw(READ_CHUNK):
+                    for chunk in r.iter_raw():  # as received: a drop loses nothing already read
                         sink.write(chunk)
             except RETRYABLE as e:
                 # A drop mid-body: resume from what we have. Count only drops that made no progress.
