@@ -67,6 +67,14 @@ def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Read images from a registry's raw storage directory instead of over HTTP."""
+    fn = click.option("--as-registry", metavar="HOST[:PORT]",
+                      help="With --storage: name images as if served by this registry (e.g. for docker load tags).")(fn)
+    return click.option("--storage", metavar="DIR", type=click.Path(file_okay=False),
+                        help="A registry's storage root (holding docker/registry/v2) to read directly, no server.")(fn)
+
+
 def transport_options(creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float):
     from .auth import Credentials
     from .transport import Options
@@ -75,23 +83,57 @@ def transport_options(creds: str | None, insecure: bool, ca_cert: str | None, jo
                    jobs=jobs, retries=retries, timeout=timeout)
 
 
-class Registries:
-    """One Registry client per host for the whole command; closed at the end."""
+class Sources:
+    """Where images are read from: one Storage for ``--storage DIR``, else one Registry per host.
 
-    def __init__(self, opts: Any):
-        self.opts = opts
+    Storage images are named by repository path alone (``team/api:1.4``), or as if served by
+    ``--as-registry HOST``, so that ``docker load`` tags them the way the registry would."""
+
+    def __init__(self, opts: Any, storage: str | None = None, as_registry: str | None = None):
+        self.opts, self.storage_dir = opts, storage
+        self.names_host = as_registry or ""
+        self._storage: Any = None
         self._by_host: dict[str, Any] = {}
+        if storage:
+            from .places.storage import Storage
+
+            self._storage = Storage(storage)
+        elif as_registry:
+            raise PorterError("--as-registry only applies with --storage")
+
+    def parse(self, text: str) -> Any:
+        from .reference import parse
+
+        ref = parse(text, host=self.names_host) if self._storage else parse(text)
+        if ref.is_registry:
+            raise PorterError(f"{ref} names a whole registry; name an image (host/repository[:tag])")
+        return ref
 
     def __call__(self, ref: Any) -> Any:
-        from .places.registry import Registry
-
+        if self._storage is not None:
+            return self._storage
         if ref.host not in self._by_host:
+            from .places.registry import Registry
+
             self._by_host[ref.host] = Registry(ref, self.opts)
         return self._by_host[ref.host]
 
     def close(self) -> None:
         for r in self._by_host.values():
             r.close()
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -107,16 +149,18 @@ Examples:
   docker load -i images.tar
   porter export registry.example.com/app:1 -o app.tar.zst --platform linux/arm64 --creds user:pass
   porter export 127.0.0.1:5000/app@sha256:… --all-platforms -o - | ssh airgap 'cat > app.tar'
+  porter export --storage /var/lib/registry team/api:1.4 team/web:2.0 -o images.tar
 """)
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option("-o", "--output", required=True, help="Archive to write: x.tar, x.tar.zst (zstd), or - for stdout.")
 @click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]", help="Platform docker load gets from a multi-platform image [default: this host's].")
 @click.option("--all-platforms", is_flag=True, help="Also keep the whole index and every platform's blobs in the OCI part.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@storage_options
 @registry_options
 @run_guarded
 def export(images: tuple[str, ...], output: str, platform_: str | None, all_platforms: bool, force: bool,
-           creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
+           storage: str | None, as_registry: str | None, creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
            quiet: bool, as_json: bool) -> None:
     """Export IMAGE... into one archive that `docker load -i` takes and that is also an OCI layout.
 
@@ -125,21 +169,17 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
     from . import progress
     from .export import export as do_export
     from .mediatypes import Platform
-    from .reference import parse
 
-    refs = [parse(i) for i in images]
-    for r in refs:
-        if r.is_registry:
-            raise PorterError(f"{r} names a whole registry; name an image (host/repository[:tag])")
-    plat = Platform.parse(platform_) if platform_ else Platform.host()
-    registries = Registries(transport_options(creds, insecure, ca_cert, jobs, retries, timeout))
+    sources = Sources(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), storage, as_registry)
     try:
-        summary = do_export(refs, registries, output, platform=plat, all_platforms=all_platforms, jobs=jobs,
+        refs = [sources.parse(i) for i in images]
+        plat = Platform.parse(platform_) if platform_ else Platform.host()
+        summary = do_export(refs, sources, output, platform=plat, all_platforms=all_platforms, jobs=jobs,
                             force=force, progress=progress.make(quiet))
     finally:
-        registries.close()
-    report(summary, as_json, quiet, f"wrote {output}: {{n}} image(s), {summary['blobs']} blobs, "
-           f"{summary['archive_bytes'] / 1e6:.1f} MB in {summary['seconds']:.2f}s".replace("{n}", str(len(summary["images"]))))
+        sources.close()
+    report(summary, as_json, quiet, f"wrote {output}: {len(summary['images'])} image(s), {summary['blobs']} blobs, "
+           f"{human_size(summary['archive_bytes'])} in {summary['seconds']:.2f}s")
 
 
 def report(summary: dict[str, Any], as_json: bool, quiet: bool, line: str) -> None:
@@ -147,3 +187,61 @@ def report(summary: dict[str, Any], as_json: bool, quiet: bool, line: str) -> No
         click.echo(json.dumps(summary, indent=2))
     elif not quiet:
         click.echo(line, err=summary.get("output") == "-")
+
+
+@main.command(name="ls", epilog="""\b
+Examples:
+  porter ls 127.0.0.1:5000                     # every repository (catalog, paginated)
+  porter ls 127.0.0.1:5000/team/api            # its tags: digest, platforms, size
+  porter ls --storage /mnt/old-registry        # every repository in a storage directory
+  porter ls --storage /mnt/old-registry team/api --check   # and verify every blob
+""")
+@click.argument("target", required=False, metavar="[REGISTRY[/REPOSITORY] | REPOSITORY]")
+@click.option("--check", is_flag=True, help="Re-read every blob of the listed images and verify it; exit 1 if any is corrupt or missing.")
+@storage_options
+@registry_options
+@run_guarded
+def ls(target: str | None, check: bool, storage: str | None, as_registry: str | None, creds: str | None,
+       insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
+    """List repositories, or a repository's tags with digest, platforms and size.
+
+    TARGET is a registry (REGISTRY or REGISTRY/REPOSITORY) or, with --storage, a repository path."""
+    from . import listing
+    from .reference import Reference, parse
+
+    sources = Sources(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), storage, as_registry)
+    try:
+        if storage:
+            base = parse(target, host="") if target else Reference("")
+        elif target:
+            base = parse(target)
+        else:
+            raise click.UsageError("name a registry (e.g. 127.0.0.1:5000) or use --storage DIR")
+        if base.tag or base.digest:
+            raise PorterError(f"{target}: ls takes a registry or repository, not a tag or digest")
+        source = sources(base)
+        repos = [base.repository] if base.repository else list(source.repositories())
+        tag_counts = {r: len(list(source.tags(r))) for r in repos} if not base.repository else {}
+        rows = []  # described tags: for a repository listing, or for every repository when checking
+        if base.repository or check:
+            rows = [row for r in repos for row in listing.list_tags(source, source, Reference(base.host, r), jobs)]
+        problems = listing.check(source, base.host, rows, jobs) if check else []
+    finally:
+        sources.close()
+    if as_json:
+        doc: Any = listing.rows_json(rows) if base.repository else [
+            {"repository": r, "tags": n} for r, n in tag_counts.items()]
+        click.echo(json.dumps({"rows": doc, "problems": problems} if check else doc, indent=2))
+    elif base.repository:
+        lines = [["REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE"]] + [
+            [r.repository, r.tag, r.digest[:19], ",".join(r.platforms), human_size(r.size)] if not r.error
+            else [r.repository, r.tag, "ERROR", r.error, ""] for r in rows]
+        click.echo(table(lines))
+    else:
+        click.echo(table([["REPOSITORY", "TAGS"]] + [[r, str(n)] for r, n in tag_counts.items()]))
+    for p in problems:
+        click.echo(f"porter: {p}", err=True)
+    if check:
+        click.echo(f"checked {len(rows)} tag(s): {len(problems)} problem(s)", err=True)
+    if problems:
+        sys.exit(1)

@@ -85,3 +85,26 @@ class Verifier:
         actual = "sha256:" + self._hash.hexdigest()
         if actual != self.digest:
             raise DigestMismatch(f"{self.what}: content hashes to {actual}, expected {self.digest}")
+
+
+class MemorySink:
+    """Collects a small blob (an image config) in memory; the Verifier bounds it to its size."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def rewind(self) -> None:
+        self.data.clear()
+
+
+class Discard:
+    """Drops the bytes: for verifying blobs without keeping them (``ls --check``)."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def rewind(self) -> None:
+        pass

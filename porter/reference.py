@@ -59,7 +59,7 @@ class Reference:
         """``host/repository`` in Docker's familiar form (``alpine`` for Docker Hub's library/alpine)."""
         if self.host == DOCKER_HUB:
             return self.repository.removeprefix("library/")
-        return f"{self.host}/{self.repository}"
+        return f"{self.host}/{self.repository}" if self.host else self.repository
 
     def tagged_name(self) -> str | None:
         """``name:tag``, as ``docker load`` wants in RepoTags; None for a digest-only reference."""
@@ -95,20 +95,24 @@ def _looks_like_host(component: str) -> bool:
     return "." in component or ":" in component or component == "localhost" or component.startswith("[")
 
 
-def parse(text: str) -> Reference:
-    """Parse an image or registry reference; raises ReferenceError_ with the reason."""
+def parse(text: str, host: str | None = None) -> Reference:
+    """Parse an image or registry reference; raises ReferenceError_ with the reason.
+
+    With ``host`` given (a storage directory's images, or names under a chosen registry), the text
+    is a repository path taken literally: no host detection, no ``library/`` prefix."""
     original = text
     if not text or text != text.strip():
         raise ReferenceError_(f"invalid reference {original!r}: empty or surrounded by spaces")
-    for scheme in ("docker://",):
-        text = text.removeprefix(scheme)
+    text = text.removeprefix("docker://")
     digest = None
     if "@" in text:
         text, digest = text.split("@", 1)
         if not _DIGEST.match(digest):
             raise ReferenceError_(f"invalid reference {original!r}: digest must be sha256:<64 lowercase hex>")
     parts = text.split("/")
-    if _looks_like_host(parts[0]) and (len(parts) > 1 or digest is None):
+    if host is not None:
+        path = parts
+    elif _looks_like_host(parts[0]) and (len(parts) > 1 or digest is None):
         host, path = parts[0], parts[1:]
         if not _HOST.match(host):
             raise ReferenceError_(f"invalid reference {original!r}: bad registry host {host!r}")

@@ -30,7 +30,7 @@ class Fault:
     """Override what you need. ``cut_after`` bytes of a matching body, then the connection drops."""
 
     def request(self, seen: Seen, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes] | None:
-        return None  # None: forward to the registry
+        return None  # None: forward to the registry (seen.path and headers may be changed first)
 
     def cut_after(self, seen: Seen) -> int | None:
         return None
@@ -88,7 +88,7 @@ class Proxy:
                 h.wfile.write(rbody)
             return
         fwd = {k: v for k, v in headers.items() if k.lower() not in HOP}
-        req = self.client.build_request(h.command, self.upstream + h.path, headers=fwd, content=body)
+        req = self.client.build_request(h.command, self.upstream + seen.path, headers=fwd, content=body)
         resp = self.client.send(req, stream=True)
         try:
             seen.status = resp.status_code

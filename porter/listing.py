@@ -1,0 +1,96 @@
+"""``porter ls``: repositories, and tags with digest, platforms and size, from any Lister+Source.
+
+``check`` re-reads every blob of the listed images through a verifier, so a storage directory's
+(or registry's) corrupt and missing blobs are found before a migration depends on them.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from .digest import Discard, MemorySink, Verifier
+from .errors import PorterError
+from .mediatypes import Descriptor, Manifest
+from .places.base import Lister, Source
+from .reference import Reference
+
+
+@dataclass
+class TagRow:
+    repository: str
+    tag: str
+    digest: str = ""
+    mediaType: str = ""
+    platforms: list[str] = field(default_factory=list)
+    size: int = 0
+    error: str = ""
+
+
+def _platform_of_config(source: Source, repository: str, m: Manifest) -> str:
+    cfg = m.config
+    sink = MemorySink()
+    source.fetch_blob(repository, Verifier(sink, cfg.digest, cfg.size, f"config {cfg.digest}"))
+    try:
+        doc = json.loads(bytes(sink.data))
+        parts = [doc.get("os", ""), doc.get("architecture", ""), doc.get("variant", "")]
+    except (ValueError, AttributeError):
+        return "?"
+    return "/".join(p for p in parts if p) or "?"
+
+
+def _images(source: Source, ref: Reference) -> tuple[Manifest, list[Manifest]]:
+    """The manifest a reference names, and the image manifests under it (itself, or an index's children)."""
+    top = source.get_manifest(ref)
+    return top, ([top] if not top.is_index else [source.get_manifest(ref, c.digest) for c in top.children])
+
+
+def describe(source: Source, ref: Reference) -> TagRow:
+    """One tag: what it points at, its platforms and its total size (manifests + unique blobs)."""
+    row = TagRow(ref.repository, ref.tag or "")
+    try:
+        top, images = _images(source, ref)
+        row.digest, row.mediaType = top.digest, top.media_type
+        if top.is_index:
+            row.platforms = [str(c.platform) for c in top.children if c.platform]
+        else:
+            row.platforms = [_platform_of_config(source, ref.repository, top)]
+        blobs = {d.digest: d.size for m in images for d in m.blobs}
+        manifests = {m.digest: len(m.raw) for m in [top, *images]}
+        row.size = sum(blobs.values()) + sum(manifests.values())
+    except PorterError as e:
+        row.error = str(e)
+    return row
+
+
+def list_tags(source: Source, lister: Lister, base: Reference, jobs: int) -> list[TagRow]:
+    refs = [Reference(base.host, base.repository, tag) for tag in lister.tags(base.repository)]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda r: describe(source, r), refs))
+
+
+def check(source: Source, host: str, rows: list[TagRow], jobs: int) -> list[str]:
+    """Verify every blob of every listed image; returns one problem line per bad tag or blob."""
+    problems = [f"{r.repository}:{r.tag}: {r.error}" for r in rows if r.error]
+    work: dict[str, tuple[Descriptor, str, str]] = {}  # digest -> (descriptor, repository, first user)
+    for r in rows:
+        if not r.error:
+            _, images = _images(source, Reference(host, r.repository, r.tag))
+            for d in (d for m in images for d in m.blobs):
+                work.setdefault(d.digest, (d, r.repository, f"{r.repository}:{r.tag}"))
+
+    def verify(item: tuple[Descriptor, str, str]) -> str | None:
+        d, repository, used_by = item
+        try:
+            source.fetch_blob(repository, Verifier(Discard(), d.digest, d.size, f"blob {d.digest}"))
+        except PorterError as e:
+            return f"{used_by}: {e}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        problems += [p for p in pool.map(verify, work.values()) if p]
+    return problems
+
+
+def rows_json(rows: list[TagRow]) -> list[dict]:
+    return [{k: v for k, v in asdict(r).items() if v or k in ("size",)} for r in rows]

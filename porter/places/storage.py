@@ -1,0 +1,150 @@
+"""A registry's raw storage directory (Distribution's filesystem driver), read with no server.
+
+    docker/registry/v2/blobs/sha256/<2 hex>/<hex>/data                          every blob
+    docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link   "sha256:<hex>"
+    docker/registry/v2/repositories/<name>/_manifests/revisions/sha256/<hex>/link
+    docker/registry/v2/repositories/<name>/_layers/sha256/<hex>/link
+
+Every manifest is verified against its digest when read; every blob while it streams.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .. import digest as dg
+from ..digest import Verifier
+from ..errors import DigestMismatch, NotFoundError, StorageError
+from ..mediatypes import MAX_MANIFEST_BYTES, Manifest
+from ..reference import Reference
+
+READ_CHUNK = 1 << 20
+_INTERNAL = ("_manifests", "_layers", "_uploads")
+
+
+def find_v2(path: str | Path) -> Path:
+    """The ``v2`` directory of a registry root (or of ``v2`` itself); a clear error otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise StorageError(f"{p}: no such directory")
+    if not p.is_dir():
+        raise StorageError(f"{p}: not a directory")
+    for cand in (p / "docker" / "registry" / "v2", p / "registry" / "v2", p):
+        if (cand / "repositories").is_dir() or (cand / "blobs").is_dir():
+            return cand
+    raise StorageError(f"{p} is not registry storage (no docker/registry/v2 with blobs/ and repositories/ in it)")
+
+
+class Storage:
+    """The ``storage`` place: Source and Lister over a Distribution storage directory."""
+
+    def __init__(self, path: str | Path):
+        self.root = Path(path)
+        self.v2 = find_v2(path)
+        self.repos_dir = self.v2 / "repositories"
+
+    def close(self) -> None:
+        pass
+
+    # --- paths ----------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        h = dg.hex_of(digest)
+        return self.v2 / "blobs" / "sha256" / h[:2] / h / "data"
+
+    def _repo(self, repository: str) -> Path:
+        if not repository or any(part in ("", ".", "..") or part.startswith("_") for part in repository.split("/")):
+            raise StorageError(f"invalid repository name {repository!r}")
+        d = self.repos_dir / repository
+        if not (d / "_manifests").is_dir():
+            raise NotFoundError(f"{repository}: no such repository in {self.root}", 404)
+        return d
+
+    def _read_link(self, path: Path, what: str) -> str:
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            raise NotFoundError(f"{what}: not found in {self.root}", 404) from None
+        except OSError as e:
+            raise StorageError(f"{what}: cannot read {path}: {e.strerror}") from None
+        try:
+            dg.hex_of(text)
+        except DigestMismatch:
+            raise StorageError(f"{what}: link file {path} does not hold a sha256 digest") from None
+        return text
+
+    def tag_digest(self, repository: str, tag: str) -> str:
+        link = self._repo(repository) / "_manifests" / "tags" / tag / "current" / "link"
+        return self._read_link(link, f"{repository}:{tag}")
+
+    # --- Source ---------------------------------------------------------------------------
+    def get_manifest(self, ref: Reference, digest: str | None = None) -> Manifest:
+        repo = self._repo(ref.repository)
+        if digest is None and ref.digest is None:
+            tag = ref.tag or "latest"
+            digest = self.tag_digest(ref.repository, tag)
+            what = f"{ref.repository}:{tag}"
+        else:
+            digest = digest or ref.digest
+            what = f"{ref.repository}@{digest}"
+            revision = repo / "_manifests" / "revisions" / "sha256" / dg.hex_of(digest) / "link"
+            if not revision.exists():
+                raise NotFoundError(f"{what}: not a manifest of repository {ref.repository} in {self.root}", 404)
+        path = self.blob_path(digest)
+        try:
+            if path.stat().st_size > MAX_MANIFEST_BYTES:
+                raise DigestMismatch(f"{what}: manifest blob larger than {MAX_MANIFEST_BYTES} bytes")
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"{what}: points at {digest}, whose blob is missing from storage ({path})") from None
+        except OSError as e:
+            raise StorageError(f"{what}: cannot read {path}: {e.strerror}") from None
+        dg.check_bytes(raw, digest, f"{what}: corrupt manifest blob {path}")
+        return Manifest.parse(raw, "", digest, what)
+
+    def fetch_blob(self, repository: str, sink: Verifier) -> None:
+        path = self.blob_path(sink.digest)
+        try:
+            f = open(path, "rb", buffering=0)
+        except FileNotFoundError:
+            raise StorageError(f"blob {sink.digest} (used by {repository}) is missing from storage ({path})") from None
+        except OSError as e:
+            raise StorageError(f"blob {sink.digest}: cannot read {path}: {e.strerror}") from None
+        with f:
+            if sink.offset:
+                f.seek(sink.offset)
+            buf = bytearray(READ_CHUNK)
+            view = memoryview(buf)
+            try:
+                while n := f.readinto(buf):
+                    sink.write(view[:n])
+            except OSError as e:
+                raise StorageError(f"blob {sink.digest}: cannot read {path}: {e.strerror}") from None
+        try:
+            sink.verify()
+        except DigestMismatch as e:
+            raise DigestMismatch(f"corrupt blob in storage ({path}): {e}") from None
+
+    # --- Lister ---------------------------------------------------------------------------
+    def repositories(self) -> Iterator[str]:
+        """Every repository, nested names included, in sorted order (as the registry's catalog)."""
+        found: list[str] = []
+        for dirpath, dirnames, _ in os.walk(self.repos_dir, onerror=self._walk_error):
+            if "_manifests" in dirnames:
+                found.append(os.path.relpath(dirpath, self.repos_dir).replace(os.sep, "/"))
+            dirnames[:] = [d for d in dirnames if d not in _INTERNAL]
+        return iter(sorted(found))
+
+    @staticmethod
+    def _walk_error(e: OSError) -> None:
+        raise StorageError(f"cannot read {e.filename}: {e.strerror}")
+
+    def tags(self, repository: str) -> Iterator[str]:
+        d = self._repo(repository) / "_manifests" / "tags"
+        try:
+            names = [t.name for t in d.iterdir() if (t / "current" / "link").exists()]
+        except FileNotFoundError:
+            names = []
+        except OSError as e:
+            raise StorageError(f"cannot read {d}: {e.strerror}") from None
+        return iter(sorted(names))
