@@ -121,18 +121,29 @@ def main() -> None:
         floor_out = work / "curl.bin"
         porter_out = work / "porter.tar"
         skopeo_out = work / "skopeo.tar"
+        storage_out = work / "storage.tar"
+        cp_out = work / "cp.bin"
+        blob_files = [str(reg.storage / "docker/registry/v2/blobs/sha256" / d[7:9] / d[7:] / "data") for d, _ in blobs]
         porter = [sys.executable, "-m", "porter", "export", ref, "-q", "-o", str(porter_out)]
         rows = {
             "floor: curl, sequential, one file": median_of(args.repeat, lambda: timed(
                 ["sh", "-c", f"curl -sf {' '.join(urls)} > {floor_out}"], floor_out)),
             "porter export": median_of(args.repeat, lambda: timed(porter, porter_out)),
+            "porter export --storage (no server)": median_of(args.repeat, lambda: timed(
+                [sys.executable, "-m", "porter", "export", "--storage", str(reg.storage), "--as-registry", reg.host,
+                 "bench/big:1", "-q", "-o", str(storage_out)], storage_out)),
+            "cp of the blob files (disk copy floor)": median_of(args.repeat, lambda: timed(
+                ["sh", "-c", "cat " + " ".join(blob_files) + f" > {cp_out}"], cp_out)),
             "skopeo copy docker-archive:": median_of(args.repeat, lambda: timed(
                 ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}",
                  f"docker-archive:{skopeo_out}:{ref}"], skopeo_out)),
         }
         sizes = {"floor: curl, sequential, one file": floor_out.stat().st_size,
                  "porter export": porter_out.stat().st_size,
+                 "porter export --storage (no server)": storage_out.stat().st_size,
+                 "cp of the blob files (disk copy floor)": cp_out.stat().st_size,
                  "skopeo copy docker-archive:": skopeo_out.stat().st_size}
+        same = storage_out.read_bytes() == porter_out.read_bytes()
         base = rows["porter export"]
         print(f"{'':38} {'seconds':>8} {'MB/s':>7} {'size MB':>8}  vs porter")
         for k, v in rows.items():
@@ -141,6 +152,9 @@ def main() -> None:
         print(f"porter / floor time:  {base / rows['floor: curl, sequential, one file']:.2f}x (target <= 1.2)")
         print(f"skopeo / porter time: {rows['skopeo copy docker-archive:'] / base:.2f}x (target >= 6)")
         print(f"porter / skopeo size: {sizes['porter export'] / sizes['skopeo copy docker-archive:']:.2f}x (target <= 0.45)")
+        st = rows["porter export --storage (no server)"]
+        print(f"storage / HTTP export time: {st / base:.2f}x (target <= 1); storage / disk-copy floor: "
+              f"{st / rows['cp of the blob files (disk copy floor)']:.2f}x; archives identical: {same}")
     finally:
         reg.stop()
 

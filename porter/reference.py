@@ -92,7 +92,17 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _looks_like_host(component: str) -> bool:
+    """Docker's rule for the first of several components."""
     return "." in component or ":" in component or component == "localhost" or component.startswith("[")
+
+
+def _is_bare_host(component: str) -> bool:
+    """A lone component names a registry when it is a host[:port]; ``alpine:3.19`` is an image."""
+    name, sep, port = component.rpartition(":") if not component.endswith("]") else (component, "", "")
+    if sep and not port.isdigit():
+        return False
+    name = name if sep else component
+    return "." in name or name == "localhost" or name.startswith("[")
 
 
 def parse(text: str, host: str | None = None) -> Reference:
@@ -112,7 +122,7 @@ def parse(text: str, host: str | None = None) -> Reference:
     parts = text.split("/")
     if host is not None:
         path = parts
-    elif _looks_like_host(parts[0]) and (len(parts) > 1 or digest is None):
+    elif (_looks_like_host(parts[0]) and len(parts) > 1) or (len(parts) == 1 and digest is None and _is_bare_host(parts[0])):
         host, path = parts[0], parts[1:]
         if not _HOST.match(host):
             raise ReferenceError_(f"invalid reference {original!r}: bad registry host {host!r}")
