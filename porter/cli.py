@@ -245,3 +245,162 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
         click.echo(f"checked {len(rows)} tag(s): {len(problems)} problem(s)", err=True)
     if problems:
         sys.exit(1)
+
+
+def parse_size(text: str) -> int:
+    units = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
+             "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
+    t = text.strip().lower()
+    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    try:
+        n = int(float(num) * units[t[len(num):].strip()])
+    except (ValueError, KeyError):
+        raise click.BadParameter(f"{text!r} is not a size like 64MiB") from None
+    if n < 1 << 20:
+        raise click.BadParameter("chunk size must be at least 1MiB")
+    return n
+
+
+def push_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that push into a registry."""
+    opts = [
+        click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]",
+                     help="Push only this platform of multi-platform images (the pushed digest then differs from the index's)."),
+        click.option("--chunk-size", default="64MiB", show_default=True, help="Upload blobs larger than this in chunks of this size."),
+        click.option("--dest-creds", metavar="USER:PASS", help="Credentials for the destination registry (default: --creds)."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def run_push(jobs_list: list[Any], jobs: int, quiet: bool, as_json: bool) -> None:
+    from . import progress
+    from .push import push
+
+    summary = push(jobs_list, jobs, progress.make(quiet))
+    for img in summary["images"]:
+        if "source_digest" in img and not quiet:
+            click.echo(f"porter: note: pushed only {img['platform']} of {img['source']}: {img['destination']} is "
+                       f"{img['digest']}, not the index digest {img['source_digest']}", err=True)
+    b = summary["blobs"]
+    report(summary, as_json, quiet, f"pushed {len(summary['images'])} image(s): {b['uploaded']} blobs uploaded "
+           f"({human_size(summary['bytes_sent'])}), {b['mounted']} mounted, {b['skipped']} already there, "
+           f"in {summary['seconds']:.2f}s")
+
+
+class Pushers:
+    """One Pusher per destination host."""
+
+    def __init__(self, opts: Any, chunk_size: int):
+        self.opts, self.chunk_size = opts, chunk_size
+        self._by_host: dict[str, Any] = {}
+
+    def __call__(self, ref: Any) -> Any:
+        from .places.registry import Registry
+        from .places.registry_push import Pusher
+
+        if ref.host not in self._by_host:
+            self._by_host[ref.host] = Pusher(Registry(ref, self.opts), self.chunk_size)
+        return self._by_host[ref.host]
+
+    def close(self) -> None:
+        for p in self._by_host.values():
+            p.reg.close()
+
+
+def dest_options(opts: Any, dest_creds: str | None) -> Any:
+    from dataclasses import replace
+
+    from .auth import Credentials
+
+    return replace(opts, creds=Credentials.parse(dest_creds)) if dest_creds else opts
+
+
+@main.command(name="import", epilog="""\b
+Examples:
+  porter import images.tar registry.internal:5000               # every image, same repository paths
+  porter import images.tar.zst registry.internal:5000/mirror    # under a prefix
+  porter import images.tar 127.0.0.1:5000 --platform linux/amd64 --json
+""")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.argument("destination", metavar="REGISTRY[/PREFIX]")
+@push_options
+@registry_options
+@run_guarded
+def import_(archive: str, destination: str, platform_: str | None, chunk_size: str, dest_creds: str | None,
+            creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
+            quiet: bool, as_json: bool) -> None:
+    """Push every image of an archive (from porter export) into a registry, digests unchanged.
+
+    Nothing is pushed under a tag until every blob of the archive verified; a tampered or
+    incomplete archive is refused."""
+    from .engine import resolve
+    from .mediatypes import Platform
+    from .places.archive_reader import ArchiveSource
+    from .push import Job, dest_for
+    from .reference import Reference, parse
+
+    dest = parse(destination)
+    size = parse_size(chunk_size)
+    opts = dest_options(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), dest_creds)
+    plat = Platform.parse(platform_) if platform_ else None
+    source = ArchiveSource(archive)
+    pushers = Pushers(opts, size)
+    try:
+        plan = []
+        for i, entry in enumerate(source.images()):
+            if not entry.name:
+                raise PorterError(f"{archive}: image {entry.desc.digest} has no name in index.json")
+            named = parse(entry.name)
+            ref = Reference(named.host, named.repository, named.tag, entry.desc.digest)
+            plan.append((ref, resolve(source, ref, plat, all_platforms=plat is None)))
+        source.check_complete([m for _, img in plan for m in img.manifests])
+        jobs_list = [Job(img, source, d, pushers(d)) for ref, img in plan
+                     for d in [dest_for(ref, dest, keep_path=True)]]
+        run_push(jobs_list, jobs, quiet, as_json)
+    finally:
+        pushers.close()
+        source.close()
+
+
+@main.command(epilog="""\b
+Examples:
+  porter mirror 127.0.0.1:5000/team/api:1.4 registry.internal:5000/team/api        # keeps the tag
+  porter mirror 127.0.0.1:5000/team/api@sha256:… registry.internal:5000/team/api:stable
+  porter mirror 127.0.0.1:5000/team/api:1.4 registry.internal:5000                 # same path there
+  porter mirror --storage /var/lib/registry team/api:1.4 registry.internal:5000/team/api
+""")
+@click.argument("source_ref", metavar="SOURCE")
+@click.argument("destination", metavar="DESTINATION")
+@click.option("--src-creds", metavar="USER:PASS", help="Credentials for the source registry (default: --creds).")
+@push_options
+@storage_options
+@registry_options
+@run_guarded
+def mirror(source_ref: str, destination: str, src_creds: str | None, platform_: str | None, chunk_size: str,
+           dest_creds: str | None, storage: str | None, as_registry: str | None, creds: str | None, insecure: bool,
+           ca_cert: str | None, jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
+    """Copy an image from a registry (or a storage directory) into a registry, digests unchanged.
+
+    DESTINATION is REGISTRY/REPOSITORY[:TAG] (the tag defaults to the source's), or a bare
+    REGISTRY to keep the source's repository path. All platforms are copied unless --platform."""
+    from .engine import resolve
+    from .mediatypes import Platform
+    from .push import Job, dest_for
+    from .reference import parse
+
+    base = transport_options(creds, insecure, ca_cert, jobs, retries, timeout)
+    src_opts = dest_options(base, src_creds)
+    sources = Sources(src_opts, storage, as_registry)
+    pushers = Pushers(dest_options(base, dest_creds), parse_size(chunk_size))
+    try:
+        ref = sources.parse(source_ref)
+        dest = parse(destination)
+        plat = Platform.parse(platform_) if platform_ else None
+        img = resolve(sources(ref), ref, plat, all_platforms=plat is None)
+        target = dest_for(img.ref, dest, keep_path=dest.is_registry)  # a digest-only source stays untagged
+        run_push([Job(img, sources(ref), target, pushers(target))], jobs, quiet, as_json)
+    finally:
+        pushers.close()
+        sources.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Protocol
+from typing import Iterable, Iterator
 
 from .errors import DigestMismatch
 
@@ -29,15 +29,7 @@ def hex_of(digest: str) -> str:
 def check_bytes(data: bytes, digest: str, what: str) -> None:
     actual = of_bytes(data)
     if actual != digest:
-        raise DigestMismatch(f"{what}: content hashes to {actual}, expected {digest}")
-
-
-class BlobSink(Protocol):
-    """Where a blob's bytes go. ``rewind`` starts over at byte 0 (a server ignored our Range)."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def rewind(self) -> None: ...
+        raise DigestMismatch(f"{what} is corrupt: content hashes to {actual}, expected {digest}")
 
 
 class FileAtOffset:
@@ -54,57 +46,45 @@ class FileAtOffset:
             self.pos += n
             view = view[n:]
 
-    def rewind(self) -> None:
-        self.pos = 0
-
 
 class Verifier:
-    """Hashes and counts what passes to ``sink``; ``verify()`` checks digest and size at the end."""
+    """Hashes and counts bytes as they pass; ``verify()`` checks digest and size at the end.
 
-    def __init__(self, sink: BlobSink, digest: str, size: int | None, what: str):
+    ``copy()`` snapshots the state, so an upload can go back to a chunk boundary and re-hash."""
+
+    def __init__(self, digest: str, size: int | None, what: str):
         hex_of(digest)
-        self.sink, self.digest, self.size, self.what = sink, digest, size, what
+        self.digest, self.size, self.what = digest, size, what
         self._hash = hashlib.sha256()
         self.offset = 0
 
-    def write(self, data: bytes) -> None:
+    def update(self, data: bytes) -> None:
         if self.size is not None and self.offset + len(data) > self.size:
             raise DigestMismatch(f"{self.what}: more than the expected {self.size} bytes received for {self.digest}")
         self._hash.update(data)
-        self.sink.write(data)
         self.offset += len(data)
 
-    def rewind(self) -> None:
-        self._hash = hashlib.sha256()
-        self.offset = 0
-        self.sink.rewind()
+    def copy(self) -> "Verifier":
+        c = Verifier.__new__(Verifier)
+        c.digest, c.size, c.what, c.offset, c._hash = self.digest, self.size, self.what, self.offset, self._hash.copy()
+        return c
 
     def verify(self) -> None:
         if self.size is not None and self.offset != self.size:
             raise DigestMismatch(f"{self.what}: got {self.offset} bytes, expected {self.size} for {self.digest}")
         actual = "sha256:" + self._hash.hexdigest()
         if actual != self.digest:
-            raise DigestMismatch(f"{self.what}: content hashes to {actual}, expected {self.digest}")
+            raise DigestMismatch(f"{self.what} is corrupt: content hashes to {actual}, expected {self.digest}")
 
 
-class MemorySink:
-    """Collects a small blob (an image config) in memory; the Verifier bounds it to its size."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def rewind(self) -> None:
-        self.data.clear()
+def verified(chunks: Iterable[bytes], v: Verifier) -> Iterator[bytes]:
+    """Pass ``chunks`` through ``v``; raises DigestMismatch after the last chunk if they do not match."""
+    for chunk in chunks:
+        v.update(chunk)
+        yield chunk
+    v.verify()
 
 
-class Discard:
-    """Drops the bytes: for verifying blobs without keeping them (``ls --check``)."""
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def rewind(self) -> None:
-        pass
+def read_all(chunks: Iterable[bytes], digest: str, size: int, what: str) -> bytes:
+    """A small blob (an image config) in memory, verified; the size bounds what is read."""
+    return b"".join(verified(chunks, Verifier(digest, size, what)))

@@ -10,14 +10,21 @@ from __future__ import annotations
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol, TypeVar
 
-from .digest import BlobSink, Verifier
+from .digest import Verifier, verified
 from .errors import DigestMismatch, PorterError
 from .mediatypes import Descriptor, Manifest, Platform
 from .places.base import Source
 from .progress import Quiet
 from .reference import Reference
+
+
+T = TypeVar("T")
+
+
+class BlobSink(Protocol):
+    def write(self, data: bytes) -> None: ...
 
 
 class Cancelled(PorterError):
@@ -26,12 +33,14 @@ class Cancelled(PorterError):
 
 @dataclass
 class Image:
-    """One reference, resolved. ``manifests`` are the manifests to keep (top first); ``listed`` is
-    what an index of images names (the whole index, or just the chosen platform's manifest)."""
+    """One reference, resolved. ``manifests`` are the manifests to keep (top first, children
+    after their index); ``listed`` is what an index of images names (the whole index, or just
+    the chosen platform's manifest); ``chosen`` is what ``docker load`` gets (None when every
+    platform is kept and none was asked for)."""
 
     ref: Reference
     top: Manifest
-    chosen: Manifest
+    chosen: Manifest | None
     manifests: list[Manifest]
     listed: Manifest
     platform: Platform | None = None
@@ -44,6 +53,11 @@ class Image:
                 seen.setdefault(d.digest, d)
         return list(seen.values())
 
+    @property
+    def narrowed(self) -> bool:
+        """True when a platform was picked out of an index: the pushed digest is not the top one."""
+        return self.listed.digest != self.top.digest
+
 
 def _child(source: Source, ref: Reference, desc: Descriptor) -> Manifest:
     m = source.get_manifest(ref, desc.digest)
@@ -52,13 +66,17 @@ def _child(source: Source, ref: Reference, desc: Descriptor) -> Manifest:
     return m
 
 
-def resolve(source: Source, ref: Reference, platform: Platform, all_platforms: bool) -> Image:
+def resolve(source: Source, ref: Reference, platform: Platform | None, all_platforms: bool) -> Image:
+    """Fetch what ``ref`` names. An index keeps every platform with ``all_platforms``, else only
+    ``platform`` (which must then be given); ``chosen`` is ``platform``'s image when given."""
     ref = ref.with_default_tag()
     top = source.get_manifest(ref)
     if not top.is_index:
         return Image(ref, top, top, [top], top)
-    want = top.pick(platform)
+    want = top.pick(platform) if platform else None
     if not all_platforms:
+        if want is None:
+            raise PorterError(f"{ref}: a platform is needed to pick from the index")
         chosen = _child(source, ref, want)
         return Image(ref, top, chosen, [chosen], chosen, want.platform)
     kept = [top]
@@ -67,8 +85,8 @@ def resolve(source: Source, ref: Reference, platform: Platform, all_platforms: b
         m = _child(source, ref, pending.pop(0))
         kept.append(m)
         pending.extend(m.children)
-    chosen = next(m for m in kept if m.digest == want.digest)
-    return Image(ref, top, chosen, kept, top, want.platform)
+    chosen = next(m for m in kept if m.digest == want.digest) if want else None
+    return Image(ref, top, chosen, kept, top, want.platform if want else None)
 
 
 @dataclass
@@ -89,26 +107,6 @@ class Stats:
     errors: list[str] = field(default_factory=list)
 
 
-class _Tracked:
-    """Reports progress and stops at the next write once the job is cancelled."""
-
-    def __init__(self, sink: BlobSink, progress: Quiet, handle: object, cancel: threading.Event):
-        self.sink, self.progress, self.handle, self.cancel = sink, progress, handle, cancel
-        self.written = 0
-
-    def write(self, data: bytes) -> None:
-        if self.cancel.is_set():
-            raise Cancelled("cancelled")
-        self.sink.write(data)
-        self.written += len(data)
-        self.progress.advance(self.handle, len(data))
-
-    def rewind(self) -> None:
-        self.progress.advance(self.handle, -self.written)
-        self.written = 0
-        self.sink.rewind()
-
-
 def unique(transfers: list[Transfer]) -> list[Transfer]:
     """One transfer per digest: the first image that needs a blob fetches it for all."""
     seen: dict[str, Transfer] = {}
@@ -119,7 +117,7 @@ def unique(transfers: list[Transfer]) -> list[Transfer]:
 
 def copy_blobs(transfers: list[Transfer], open_sink: Callable[[Descriptor], BlobSink], jobs: int,
                progress: Quiet) -> Stats:
-    """Fetch every transfer into the sink ``open_sink`` gives for it, ``jobs`` at a time."""
+    """Fetch every transfer into the sink ``open_sink`` gives for it, ``jobs`` at a time, verified."""
     transfers = unique(transfers)
     stats = Stats(blobs=len(transfers), bytes=sum(t.desc.size for t in transfers))
     progress.start(stats.bytes, stats.blobs)
@@ -128,22 +126,34 @@ def copy_blobs(transfers: list[Transfer], open_sink: Callable[[Descriptor], Blob
     def one(t: Transfer) -> None:
         handle = progress.blob_started(t.desc.digest, t.desc.size)
         try:
-            sink = _Tracked(open_sink(t.desc), progress, handle, cancel)
-            t.source.fetch_blob(t.repository, Verifier(sink, t.desc.digest, t.desc.size, f"blob {t.desc.digest}"))
+            sink = open_sink(t.desc)
+            v = Verifier(t.desc.digest, t.desc.size, f"blob {t.desc.digest} from {t.source.name}/{t.repository}")
+            for chunk in verified(t.source.blob_chunks(t.repository, t.desc), v):
+                if cancel.is_set():
+                    raise Cancelled("cancelled")
+                sink.write(chunk)
+                progress.advance(handle, len(chunk))
         finally:
             progress.blob_finished(handle)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="porter-blob")
-    futures = [pool.submit(one, t) for t in sorted(transfers, key=lambda t: -t.desc.size)]
+    run_all(one, sorted(transfers, key=lambda t: -t.desc.size), jobs, cancel)
+    progress.close()
+    return stats
+
+
+def run_all(fn: Callable[[T], None], items: list[T], jobs: int, cancel: threading.Event) -> None:
+    """Run ``fn`` over ``items`` on ``jobs`` threads; the first failure (or Ctrl-C) sets ``cancel``,
+    stops what has not started, and is raised once the running ones have noticed."""
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="porter")
+    futures = [pool.submit(fn, item) for item in items]
     try:
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
-            if f.done() and f.exception() is not None and not isinstance(f.exception(), Cancelled):
+            if f.done() and not f.cancelled() and f.exception() is not None \
+                    and not isinstance(f.exception(), Cancelled):
                 raise f.exception()  # type: ignore[misc]
     except BaseException:
         cancel.set()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        progress.close()
-    return stats

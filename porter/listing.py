@@ -9,7 +9,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from .digest import Discard, MemorySink, Verifier
+from .digest import Verifier, read_all, verified
 from .errors import PorterError
 from .mediatypes import Descriptor, Manifest
 from .places.base import Lister, Source
@@ -29,10 +29,9 @@ class TagRow:
 
 def _platform_of_config(source: Source, repository: str, m: Manifest) -> str:
     cfg = m.config
-    sink = MemorySink()
-    source.fetch_blob(repository, Verifier(sink, cfg.digest, cfg.size, f"config {cfg.digest}"))
+    raw = read_all(source.blob_chunks(repository, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
     try:
-        doc = json.loads(bytes(sink.data))
+        doc = json.loads(raw)
         parts = [doc.get("os", ""), doc.get("architecture", ""), doc.get("variant", "")]
     except (ValueError, AttributeError):
         return "?"
@@ -82,7 +81,8 @@ def check(source: Source, host: str, rows: list[TagRow], jobs: int) -> list[str]
     def verify(item: tuple[Descriptor, str, str]) -> str | None:
         d, repository, used_by = item
         try:
-            source.fetch_blob(repository, Verifier(Discard(), d.digest, d.size, f"blob {d.digest}"))
+            for _ in verified(source.blob_chunks(repository, d), Verifier(d.digest, d.size, f"blob {d.digest}")):
+                pass
         except PorterError as e:
             return f"{used_by}: {e}"
         return None

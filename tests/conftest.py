@@ -136,3 +136,29 @@ def porter(*args: str, input: bytes | None = None, env: dict | None = None, chec
     if check and p.returncode != 0:
         raise AssertionError(f"porter {' '.join(args)} failed ({p.returncode}): {p.stderr.decode()}")
     return p
+
+
+@pytest.fixture
+def fresh_registry(tools, tmp_path):
+    """Start empty registries on demand: ``fresh_registry()``, ``fresh_registry(auth=…)``; all stopped after."""
+    started: list[Registry] = []
+
+    def make(**kw) -> Registry:
+        reg = Registry(tmp_path / f"fresh{len(started)}", free_port(), **kw).start()
+        started.append(reg)
+        return reg
+
+    yield make
+    for reg in started:
+        reg.stop()
+
+
+def skopeo_digest(ref: str, creds: str | None = None) -> str:
+    """The digest skopeo computes over the manifest bytes the registry serves for ``ref``."""
+    import hashlib
+
+    args = ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"]
+    if creds:
+        args[2:2] = ["--creds", creds]
+    raw = subprocess.run(args, check=True, capture_output=True).stdout
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

@@ -6,6 +6,7 @@ registry, or cut a response body after N bytes. Requests are recorded for assert
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,6 +34,10 @@ class Fault:
         return None  # None: forward to the registry (seen.path and headers may be changed first)
 
     def cut_after(self, seen: Seen) -> int | None:
+        return None
+
+    def cut_request_after(self, seen: Seen) -> int | None:
+        """Forward only this many bytes of the request body to the registry, then drop both sides."""
         return None
 
     def mangle(self, seen: Seen, chunk: bytes, offset: int) -> bytes:
@@ -74,7 +79,8 @@ class Proxy:
         with self._lock:
             self.seen.append(seen)
         length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else b""
+        cut_req = self.fault.cut_request_after(seen)
+        body = h.rfile.read(length if cut_req is None else min(cut_req, length)) if length else b""
         canned = self.fault.request(seen, headers)
         if canned is not None:
             status, rh, rbody = canned
@@ -88,6 +94,9 @@ class Proxy:
                 h.wfile.write(rbody)
             return
         fwd = {k: v for k, v in headers.items() if k.lower() not in HOP}
+        if cut_req is not None:
+            self._forward_partial(h, seen, fwd, body, length)
+            return
         req = self.client.build_request(h.command, self.upstream + seen.path, headers=fwd, content=body)
         resp = self.client.send(req, stream=True)
         try:
@@ -119,6 +128,21 @@ class Proxy:
                 sent += len(chunk)
         finally:
             resp.close()
+
+    def _forward_partial(self, h, seen: Seen, fwd: dict, body: bytes, length: int) -> None:
+        """Send the registry the head of a request body on a raw socket, then hang up on both."""
+        import socket
+        from urllib.parse import urlparse
+
+        u = urlparse(self.upstream)
+        with socket.create_connection((u.hostname, u.port)) as up:
+            lines = [f"{h.command} {seen.path} HTTP/1.1", f"Host: {u.hostname}:{u.port}", f"Content-Length: {length}"]
+            lines += [f"{k}: {v}" for k, v in fwd.items()]
+            up.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            time.sleep(0.2)  # let the registry write what it got
+        seen.status = -1
+        h.close_connection = True
+        h.connection.shutdown(socket.SHUT_RDWR)
 
     def requests(self, method: str | None = None, contains: str = "") -> list[Seen]:
         return [s for s in self.seen if (method is None or s.method == method) and contains in s.path]

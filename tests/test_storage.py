@@ -126,7 +126,7 @@ def test_corrupt_blob(own, broken, tmp_path):
     p = _blob(broken, layer)
     p.write_bytes(b"X" + p.read_bytes()[1:])
     r = porter("export", "--storage", str(broken), "team/app:1.0", "-o", str(tmp_path / "a.tar"))
-    assert r.returncode == 1 and b"corrupt blob" in r.stderr and layer.encode() in r.stderr, r.stderr
+    assert r.returncode == 1 and b"is corrupt" in r.stderr and layer.encode() in r.stderr, r.stderr
     assert not (tmp_path / "a.tar").exists()
     c = porter("ls", "--storage", str(broken), "--check")
     assert c.returncode == 1 and layer.encode() in c.stderr and b"1 problem" in c.stderr

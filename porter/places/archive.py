@@ -180,6 +180,7 @@ def docker_manifest(images: "list[Image]") -> list[dict]:
     entries: dict[str, dict] = {}
     for img in images:
         m = img.chosen
+        assert m is not None, "export always picks a platform"
         e = entries.setdefault(m.digest, {"Config": blob_name(m.config.digest), "RepoTags": [],
                                           "Layers": [blob_name(d.digest) for d in m.layers]})
         tag = img.ref.tagged_name()

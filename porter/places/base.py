@@ -7,20 +7,22 @@ from __future__ import annotations
 
 from typing import Iterator, Protocol, runtime_checkable
 
-from ..digest import Verifier
-from ..mediatypes import Manifest
+from ..mediatypes import Descriptor, Manifest
 from ..reference import Reference
 
 
 @runtime_checkable
 class Source(Protocol):
+    name: str  # for messages: a host, "storage DIR", "archive FILE"
+
     def get_manifest(self, ref: Reference, digest: str | None = None) -> Manifest:
         """The manifest ``ref`` names (or, given ``digest``, that manifest in ``ref``'s repository),
         verified against its digest."""
         ...
 
-    def fetch_blob(self, repository: str, sink: Verifier) -> None:
-        """Stream blob ``sink.digest`` into ``sink``; ``sink.verify()`` must pass afterwards."""
+    def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
+        """The bytes of blob ``desc`` from ``offset`` on, as a stream of chunks. Unverified: the
+        caller hashes them (a place that can resume after a dropped connection does so inside)."""
         ...
 
 

@@ -8,9 +8,8 @@ from urllib.parse import urljoin
 import httpx
 
 from .. import digest as dg
-from ..digest import Verifier
 from ..errors import DigestMismatch, NotFoundError, TransportError
-from ..mediatypes import ACCEPT, MAX_MANIFEST_BYTES, Manifest
+from ..mediatypes import ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Manifest
 from ..reference import Reference
 from ..transport import Options, RETRYABLE, Transport
 
@@ -21,7 +20,7 @@ class Registry:
     """One registry host. Blob downloads resume with HTTP Range after a dropped connection."""
 
     def __init__(self, ref: Reference, opts: Options):
-        self.host = ref.host
+        self.host = self.name = ref.host
         self.opts = opts
         self.http = Transport(ref.host, ref.api_host, opts)
 
@@ -48,27 +47,32 @@ class Registry:
             raise DigestMismatch(f"{what}: manifest hashes to {actual}, registry said {expected}")
         return m
 
-    def fetch_blob(self, repository: str, sink: Verifier) -> None:
-        path = f"/v2/{repository}/blobs/{sink.digest}"
-        what = f"blob {sink.digest} of {self.host}/{repository}"
-        drops = 0
-        while True:
-            before = sink.offset
-            headers = {"Range": f"bytes={sink.offset}-"} if sink.offset else {}
+    def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
+        path = f"/v2/{repository}/blobs/{desc.digest}"
+        what = f"blob {desc.digest} of {self.host}/{repository}"
+        pos, drops = offset, 0
+        while pos < desc.size or desc.size == 0:
+            before = pos
+            headers = {"Range": f"bytes={pos}-"} if pos else {}
             try:
                 with self.http.stream("GET", path, what, ok=(200, 206), headers=headers) as r:
-                    if r.status_code == 200 and sink.offset:
-                        sink.rewind()  # the server ignored Range: start over
+                    skip = pos if r.status_code == 200 else 0  # the server ignored Range: skip what we have
+                    if r.status_code == 206 and not r.headers.get("Content-Range", "").startswith(f"bytes {pos}-"):
+                        raise TransportError(f"{what}: asked for bytes from {pos}, got {r.headers.get('Content-Range')}")
                     for chunk in r.iter_raw():  # as received: a drop loses nothing already read
-                        sink.write(chunk)
+                        if skip:
+                            cut = min(skip, len(chunk))
+                            chunk, skip = chunk[cut:], skip - cut
+                            if not chunk:
+                                continue
+                        pos += len(chunk)
+                        yield chunk
+                return
             except RETRYABLE as e:
                 # A drop mid-body: resume from what we have. Count only drops that made no progress.
-                drops = 0 if sink.offset > before else drops + 1
+                drops = 0 if pos > before else drops + 1
                 if drops > self.opts.retries:
                     raise TransportError(f"{what}: connection kept failing ({type(e).__name__})") from e
-                continue
-            break
-        sink.verify()
 
     # --- listing --------------------------------------------------------------------------
     def _paged(self, path: str, key: str, what: str) -> Iterator[str]:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import digest as dg
-from ..digest import Verifier
 from ..errors import DigestMismatch, NotFoundError, StorageError
-from ..mediatypes import MAX_MANIFEST_BYTES, Manifest
+from ..mediatypes import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from ..reference import Reference
 
 READ_CHUNK = 1 << 20
@@ -41,6 +40,7 @@ class Storage:
 
     def __init__(self, path: str | Path):
         self.root = Path(path)
+        self.name = f"storage {self.root}"
         self.v2 = find_v2(path)
         self.repos_dir = self.v2 / "repositories"
 
@@ -99,31 +99,24 @@ class Storage:
             raise StorageError(f"{what}: points at {digest}, whose blob is missing from storage ({path})") from None
         except OSError as e:
             raise StorageError(f"{what}: cannot read {path}: {e.strerror}") from None
-        dg.check_bytes(raw, digest, f"{what}: corrupt manifest blob {path}")
+        dg.check_bytes(raw, digest, f"{what}: manifest blob {path}")
         return Manifest.parse(raw, "", digest, what)
 
-    def fetch_blob(self, repository: str, sink: Verifier) -> None:
-        path = self.blob_path(sink.digest)
+    def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
+        path = self.blob_path(desc.digest)
         try:
             f = open(path, "rb", buffering=0)
         except FileNotFoundError:
-            raise StorageError(f"blob {sink.digest} (used by {repository}) is missing from storage ({path})") from None
+            raise StorageError(f"blob {desc.digest} (used by {repository}) is missing from storage ({path})") from None
         except OSError as e:
-            raise StorageError(f"blob {sink.digest}: cannot read {path}: {e.strerror}") from None
+            raise StorageError(f"blob {desc.digest}: cannot read {path}: {e.strerror}") from None
         with f:
-            if sink.offset:
-                f.seek(sink.offset)
-            buf = bytearray(READ_CHUNK)
-            view = memoryview(buf)
             try:
-                while n := f.readinto(buf):
-                    sink.write(view[:n])
+                f.seek(offset)
+                while chunk := f.read(READ_CHUNK):
+                    yield chunk
             except OSError as e:
-                raise StorageError(f"blob {sink.digest}: cannot read {path}: {e.strerror}") from None
-        try:
-            sink.verify()
-        except DigestMismatch as e:
-            raise DigestMismatch(f"corrupt blob in storage ({path}): {e}") from None
+                raise StorageError(f"blob {desc.digest}: cannot read {path}: {e.strerror}") from None
 
     # --- Lister ---------------------------------------------------------------------------
     def repositories(self) -> Iterator[str]:

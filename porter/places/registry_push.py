@@ -1,0 +1,249 @@
+"""The registry as a destination: blobs (skip, mount, chunked upload with resume) and manifests.
+
+Per blob, cheapest first: already in the repository (known or HEAD) → skip; in another
+repository of this registry → mount; else upload. Each digest is uploaded once per registry at
+a time (single-flight): others wait for it, then mount. Uploads go in chunks (PATCH with
+Content-Range); after a failed chunk the registry is asked how far it got (GET on the upload
+URL) and the upload continues from there. Bytes are verified on the way; the upload is
+committed (PUT ?digest=) only when they hashed right.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Callable, Iterator
+
+import httpx
+
+from ..digest import Verifier
+from ..errors import DigestMismatch, RegistryError, TransportError
+from ..mediatypes import ACCEPT, Descriptor, Manifest
+from ..transport import RETRYABLE, error_for
+from .base import Source
+from .registry import Registry
+
+DEFAULT_CHUNK = 64 * 1024 * 1024
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+class ChunkFailed(Exception):
+    """A PATCH did not complete; the registry may hold part of it."""
+
+
+class Pusher:
+    """Push side of one destination registry. ``on_bytes(n)`` reports upload progress."""
+
+    def __init__(self, registry: Registry, chunk_size: int = DEFAULT_CHUNK):
+        self.reg, self.http = registry, registry.http
+        self.chunk_size = chunk_size
+        self._lock = threading.Lock()
+        self._inflight: dict[str, Future] = {}
+        self._known: dict[str, set[str]] = {}  # digest -> repositories known to hold it
+        self.chunked_ok = True  # cleared when the registry refuses PATCH: then monolithic PUTs
+
+    # --- blobs ----------------------------------------------------------------------------
+    def has_blob(self, repo: str, digest: str) -> bool:
+        r = self.http.request("HEAD", f"/v2/{repo}/blobs/{digest}", f"{self.reg.host}/{repo}: blob {digest}",
+                              ok=(200, 404))
+        return r.status_code == 200
+
+    def mount(self, repo: str, digest: str, from_repo: str) -> bool:
+        r = self.http.request("POST", f"/v2/{repo}/blobs/uploads/", f"{self.reg.host}/{repo}: mount {digest}",
+                              ok=(201, 202), params={"mount": digest, "from": from_repo})
+        if r.status_code == 201:
+            return True
+        self._cancel(r)  # 202: the registry opened an upload instead; we do not need it
+        return False
+
+    def _cancel(self, started: httpx.Response) -> None:
+        try:
+            self.http.client.delete(self._location(started))
+        except httpx.HTTPError:
+            pass
+
+    def _location(self, r: httpx.Response) -> str:
+        loc = r.headers.get("Location")
+        if not loc:
+            raise RegistryError(f"{self.reg.host}: upload answer without a Location header", r.status_code)
+        return str(r.url.join(loc))
+
+    def _remember(self, repo: str, digest: str) -> None:
+        with self._lock:
+            self._known.setdefault(digest, set()).add(repo)
+
+    def ensure_blob(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
+                    on_bytes: Callable[[int], None]) -> str:
+        """Make blob ``desc`` present in ``repo``; returns "skipped", "mounted" or "uploaded"."""
+        while True:
+            with self._lock:
+                fut = self._inflight.get(desc.digest)
+                owner = fut is None or (fut.done() and fut.exception() is not None)
+                if owner:
+                    fut = self._inflight[desc.digest] = Future()
+            if owner:
+                break
+            try:
+                fut.result()  # someone else is putting this digest into the registry: wait, then mount
+            except Exception:
+                continue  # it failed: take over
+            return self._place(repo, desc, source, src_repo, on_bytes)
+        try:
+            result = self._place(repo, desc, source, src_repo, on_bytes)
+        except BaseException as e:
+            fut.set_exception(e)
+            raise
+        fut.set_result(result)
+        return result
+
+    def _place(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
+               on_bytes: Callable[[int], None]) -> str:
+        known = self._known.get(desc.digest, set())
+        if repo in known or self.has_blob(repo, desc.digest):
+            self._remember(repo, desc.digest)
+            return "skipped"
+        candidates = sorted(known)
+        if isinstance(source, Registry) and source.host == self.reg.host and src_repo not in candidates:
+            candidates.append(src_repo)
+        for other in candidates:
+            if other != repo and self.mount(repo, desc.digest, other):
+                self._remember(repo, desc.digest)
+                return "mounted"
+        self.upload(repo, desc, source, src_repo, on_bytes)
+        self._remember(repo, desc.digest)
+        return "uploaded"
+
+    def _start(self, repo: str) -> str:
+        r = self.http.request("POST", f"/v2/{repo}/blobs/uploads/", f"{self.reg.host}/{repo}: start upload",
+                              ok=(202,))
+        return self._location(r)
+
+    @staticmethod
+    def _with_digest(location: str, digest: str) -> str:
+        return str(httpx.URL(location).copy_merge_params({"digest": digest}))
+
+    def upload(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
+               on_bytes: Callable[[int], None]) -> None:
+        what = f"{self.reg.host}/{repo}: upload of {desc.digest}"
+        attempts = 0
+        while True:
+            try:
+                if self.chunked_ok and desc.size > self.chunk_size:
+                    self._chunked(repo, desc, source, src_repo, on_bytes, what)
+                else:
+                    self._monolithic(repo, desc, source, src_repo, on_bytes, what)
+                return
+            except (TransportError, ChunkFailed, *RETRYABLE) as e:
+                attempts += 1
+                if attempts > self.reg.opts.retries:
+                    raise TransportError(f"{what}: failed {attempts} times ({e})") from None
+            except RegistryError as e:
+                attempts += 1
+                if not e.temporary or attempts > self.reg.opts.retries:
+                    raise
+
+    def _body(self, source: Source, src_repo: str, desc: Descriptor, start: int, end: int, v: Verifier,
+              on_bytes: Callable[[int], None], skip_to: int | None = None) -> Iterator[bytes]:
+        """Bytes [start, end) of the source blob, hashed into ``v``; those before ``skip_to`` are
+        hashed but not yielded (the registry has them already)."""
+        pos = start
+        for chunk in source.blob_chunks(src_repo, desc, start):
+            if pos + len(chunk) > end:
+                chunk = chunk[: end - pos]
+            v.update(chunk)
+            if skip_to is not None and pos < skip_to:
+                keep = chunk[skip_to - pos:] if pos + len(chunk) > skip_to else b""
+            else:
+                keep = chunk
+            pos += len(chunk)
+            if keep:
+                on_bytes(len(keep))
+                yield keep
+            if pos >= end:
+                break
+        if pos < end:
+            raise DigestMismatch(f"blob {desc.digest}: source ended at byte {pos} of {desc.size}")
+        if end == desc.size:
+            v.verify()  # raises inside the request: the upload is never committed
+
+    def _monolithic(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
+                    on_bytes: Callable[[int], None], what: str) -> None:
+        location = self._start(repo)
+        v = Verifier(desc.digest, desc.size, f"blob {desc.digest} from {source.name}/{src_repo}")
+        body = self._body(source, src_repo, desc, 0, desc.size, v, on_bytes)
+        r = self.http.with_retries(lambda: self.http.client.put(
+            self._with_digest(location, desc.digest), content=body,
+            headers={**OCTET, "Content-Length": str(desc.size)}), what, retries=0)
+        if r.status_code != 201:
+            raise error_for(r, what)
+
+    def _chunked(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
+                 on_bytes: Callable[[int], None], what: str) -> None:
+        location = self._start(repo)
+        v = Verifier(desc.digest, desc.size, f"blob {desc.digest} from {source.name}/{src_repo}")
+        pos, failures, skip_to = 0, 0, None
+        while pos < desc.size:
+            end = min(pos + self.chunk_size, desc.size)
+            checkpoint = v.copy()
+            send_from = skip_to if skip_to is not None else pos
+            body = self._body(source, src_repo, desc, pos, end, v, on_bytes, skip_to)
+            try:
+                r = self.http.client.patch(location, content=body, headers={
+                    **OCTET, "Content-Range": f"{send_from}-{end - 1}", "Content-Length": str(end - send_from)})
+            except RETRYABLE as e:
+                r = None
+                err: Exception = e
+            if r is not None and r.status_code == 202:
+                location, pos, skip_to, failures = self._location(r), end, None, 0
+                continue
+            if r is not None and r.status_code in (400, 405, 415, 416, 501) and pos == 0 and failures == 0:
+                self.chunked_ok = False  # this registry will not take chunks: whole-blob PUTs
+                raise ChunkFailed(f"chunked upload refused ({r.status_code})")
+            if r is not None:
+                err = error_for(r, what)
+                if not isinstance(err, RegistryError) or not err.temporary:
+                    raise err
+            failures += 1
+            if failures > self.reg.opts.retries:
+                raise TransportError(f"{what}: chunk at {send_from} kept failing ({err})")
+            # Ask the registry how far it got, and carry on from there. (Distribution answers only
+            # when it holds exactly what the last good chunk left; after a partial write it calls
+            # the upload invalid, and the blob starts over in a new upload.)
+            got, location = self._status(location, what)
+            if got < pos:
+                raise ChunkFailed(f"registry lost data before byte {pos} (has {got})")
+            v, skip_to = checkpoint, (got if got > pos else None)
+        r = self.http.client.put(self._with_digest(location, desc.digest), headers=OCTET)
+        if r.status_code != 201:
+            raise error_for(r, what)
+
+    def _status(self, location: str, what: str) -> tuple[int, str]:
+        r = self.http.with_retries(lambda: self.http.client.get(location), what)
+        if r.status_code != 204:
+            raise ChunkFailed(f"upload status: {r.status_code}")
+        # Distribution says "0-<last byte>", and "0-0" for an empty upload too: read that as 0
+        # (if it really held one byte, the next PATCH is refused and the blob starts over).
+        rng = r.headers.get("Range", "0-0")
+        try:
+            last = int(rng.rsplit("-", 1)[1])
+        except (IndexError, ValueError):
+            raise ChunkFailed(f"upload status: unreadable Range {rng!r}") from None
+        return (last + 1 if last > 0 else 0), self._location(r)
+
+    # --- manifests ------------------------------------------------------------------------
+    def has_manifest(self, repo: str, ref: str, digest: str) -> bool:
+        """True when ``repo`` already serves ``digest`` under ``ref`` (a tag or that digest)."""
+        r = self.http.request("HEAD", f"/v2/{repo}/manifests/{ref}", f"{self.reg.host}/{repo}:{ref}",
+                              ok=(200, 404), headers={"Accept": ACCEPT})
+        return r.status_code == 200 and r.headers.get("Docker-Content-Digest") == digest
+
+    def put_manifest(self, repo: str, ref: str, m: Manifest) -> bool:
+        """Push ``m`` under ``ref`` unless it is there already; True when it was pushed."""
+        if self.has_manifest(repo, ref, m.digest):
+            return False
+        what = f"{self.reg.host}/{repo}:{ref}" if not ref.startswith("sha256:") else f"{self.reg.host}/{repo}@{ref}"
+        r = self.http.request("PUT", f"/v2/{repo}/manifests/{ref}", f"{what}: push manifest", ok=(201,),
+                              content=m.raw, headers={"Content-Type": m.media_type})
+        got = r.headers.get("Docker-Content-Digest")
+        if got and got != m.digest:
+            raise DigestMismatch(f"{what}: registry stored the manifest as {got}, not {m.digest}")
+        return True
