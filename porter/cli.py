@@ -14,6 +14,7 @@ from . import __version__
 from .errors import PorterError
 
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+DAEMON = "docker-daemon:"
 
 
 class Terminated(BaseException):
@@ -93,6 +94,7 @@ class Sources:
         self.opts, self.storage_dir = opts, storage
         self.names_host = as_registry or ""
         self._storage: Any = None
+        self._daemon: Any = None
         self._by_host: dict[str, Any] = {}
         if storage:
             from .places.storage import Storage
@@ -104,12 +106,22 @@ class Sources:
     def parse(self, text: str) -> Any:
         from .reference import parse
 
+        if text.startswith(DAEMON):
+            if self._storage is not None:
+                raise PorterError("--storage and a docker-daemon: source do not go together")
+            from .places.daemon import DaemonSource
+
+            ref = parse(text[len(DAEMON):]).with_default_tag()
+            self._daemon = DaemonSource(text[len(DAEMON):])
+            return ref
         ref = parse(text, host=self.names_host) if self._storage else parse(text)
         if ref.is_registry:
             raise PorterError(f"{ref} names a whole registry; name an image (host/repository[:tag])")
         return ref
 
     def __call__(self, ref: Any) -> Any:
+        if self._daemon is not None:
+            return self._daemon
         if self._storage is not None:
             return self._storage
         if ref.host not in self._by_host:
@@ -121,6 +133,8 @@ class Sources:
     def close(self) -> None:
         for r in self._by_host.values():
             r.close()
+        if self._daemon is not None:
+            self._daemon.close()
 
 
 def human_size(n: int) -> str:
@@ -289,6 +303,15 @@ def run_push(jobs_list: list[Any], jobs: int, quiet: bool, as_json: bool) -> Non
            f"in {summary['seconds']:.2f}s")
 
 
+def run_load(images: list[Any], source_for: Callable[[Any], Any], jobs: int, quiet: bool, as_json: bool) -> None:
+    from . import progress
+    from .export import load_into_daemon
+
+    summary = load_into_daemon(images, source_for, jobs, progress.make(quiet))
+    report(summary, as_json, quiet, f"loaded into the docker daemon: {', '.join(summary['loaded']) or 'nothing'} "
+           f"in {summary['seconds']:.2f}s")
+
+
 class Pushers:
     """One Pusher per destination host."""
 
@@ -322,6 +345,7 @@ Examples:
   porter import images.tar registry.internal:5000               # every image, same repository paths
   porter import images.tar.zst registry.internal:5000/mirror    # under a prefix
   porter import images.tar 127.0.0.1:5000 --platform linux/amd64 --json
+  porter import images.tar docker-daemon:                       # like docker load, via the SDK
 """)
 @click.argument("archive", type=click.Path(exists=True, dir_okay=False))
 @click.argument("destination", metavar="REGISTRY[/PREFIX]")
@@ -341,7 +365,10 @@ def import_(archive: str, destination: str, platform_: str | None, chunk_size: s
     from .push import Job, dest_for
     from .reference import Reference, parse
 
-    dest = parse(destination)
+    to_daemon = destination.startswith(DAEMON)
+    if to_daemon and destination != DAEMON:
+        raise PorterError("import into the docker daemon keeps the archive's names: use plain 'docker-daemon:'")
+    dest = None if to_daemon else parse(destination)
     size = parse_size(chunk_size)
     opts = dest_options(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), dest_creds)
     plat = Platform.parse(platform_) if platform_ else None
@@ -349,16 +376,22 @@ def import_(archive: str, destination: str, platform_: str | None, chunk_size: s
     pushers = Pushers(opts, size)
     try:
         plan = []
-        for i, entry in enumerate(source.images()):
+        for entry in source.images():
             if not entry.name:
                 raise PorterError(f"{archive}: image {entry.desc.digest} has no name in index.json")
             named = parse(entry.name)
             ref = Reference(named.host, named.repository, named.tag, entry.desc.digest)
-            plan.append((ref, resolve(source, ref, plat, all_platforms=plat is None)))
+            if to_daemon:  # docker load takes one platform per image
+                plan.append((ref, resolve(source, ref, plat or Platform.host(), all_platforms=False)))
+            else:
+                plan.append((ref, resolve(source, ref, plat, all_platforms=plat is None)))
         source.check_complete([m for _, img in plan for m in img.manifests])
-        jobs_list = [Job(img, source, d, pushers(d)) for ref, img in plan
-                     for d in [dest_for(ref, dest, keep_path=True)]]
-        run_push(jobs_list, jobs, quiet, as_json)
+        if to_daemon:
+            run_load([img for _, img in plan], lambda r: source, jobs, quiet, as_json)
+        else:
+            jobs_list = [Job(img, source, d, pushers(d)) for ref, img in plan
+                         for d in [dest_for(ref, dest, keep_path=True)]]
+            run_push(jobs_list, jobs, quiet, as_json)
     finally:
         pushers.close()
         source.close()
@@ -370,6 +403,8 @@ Examples:
   porter mirror 127.0.0.1:5000/team/api@sha256:… registry.internal:5000/team/api:stable
   porter mirror 127.0.0.1:5000/team/api:1.4 registry.internal:5000                 # same path there
   porter mirror --storage /var/lib/registry team/api:1.4 registry.internal:5000/team/api
+  porter mirror docker-daemon:myapp:dev registry.internal:5000/myapp:dev       # from the local engine
+  porter mirror 127.0.0.1:5000/team/api:1.4 docker-daemon:                     # like docker pull
 """)
 @click.argument("source_ref", metavar="SOURCE")
 @click.argument("destination", metavar="DESTINATION")
@@ -390,17 +425,26 @@ def mirror(source_ref: str, destination: str, src_creds: str | None, platform_: 
     from .push import Job, dest_for
     from .reference import parse
 
+    from dataclasses import replace
+
     base = transport_options(creds, insecure, ca_cert, jobs, retries, timeout)
-    src_opts = dest_options(base, src_creds)
-    sources = Sources(src_opts, storage, as_registry)
+    sources = Sources(dest_options(base, src_creds), storage, as_registry)
     pushers = Pushers(dest_options(base, dest_creds), parse_size(chunk_size))
     try:
         ref = sources.parse(source_ref)
-        dest = parse(destination)
+        source = sources(ref)
         plat = Platform.parse(platform_) if platform_ else None
-        img = resolve(sources(ref), ref, plat, all_platforms=plat is None)
+        if destination.startswith(DAEMON):
+            img = resolve(source, ref, plat or Platform.host(), all_platforms=False)
+            name = destination[len(DAEMON):]
+            if name:
+                img.rename = replace(parse(name).with_default_tag(), digest=None)
+            run_load([img], lambda r: source, jobs, quiet, as_json)
+            return
+        dest = parse(destination)
+        img = resolve(source, ref, plat, all_platforms=plat is None)
         target = dest_for(img.ref, dest, keep_path=dest.is_registry)  # a digest-only source stays untagged
-        run_push([Job(img, sources(ref), target, pushers(target))], jobs, quiet, as_json)
+        run_push([Job(img, source, target, pushers(target))], jobs, quiet, as_json)
     finally:
         pushers.close()
         sources.close()

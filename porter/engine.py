@@ -44,6 +44,11 @@ class Image:
     manifests: list[Manifest]
     listed: Manifest
     platform: Platform | None = None
+    rename: Reference | None = None  # the name to give it at the destination, when not ``ref``'s
+
+    @property
+    def named(self) -> Reference:
+        return self.rename or self.ref
 
     @property
     def blobs(self) -> list[Descriptor]:

@@ -5,7 +5,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from .engine import Image, Transfer, copy_blobs, resolve
+from .engine import Image, Stats, Transfer, copy_blobs, resolve
 from .mediatypes import Platform
 from .places.archive import ArchiveWriter, members_for
 from .places.base import Source
@@ -22,19 +22,46 @@ def export(refs: list[Reference], source_for: Callable[[Reference], Source], out
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(refs)))) as pool:
             images: list[Image] = list(pool.map(
                 lambda r: resolve(source_for(r), r, platform, all_platforms), refs))
-        writer.layout(members_for(images))
-        transfers = [Transfer(source_for(img.ref), img.ref.repository, d) for img in images for d in img.blobs]
-        stats = copy_blobs(transfers, lambda d: writer.sink(d.digest), jobs, progress)
+        stats = write_archive(images, source_for, writer, jobs, progress)
         writer.commit()
     finally:
         writer.abort()
     return {
         "output": output,
         "images": [{"reference": str(i.ref), "digest": i.top.digest, "mediaType": i.top.media_type,
-                    "loads": i.chosen.digest, **({"platform": str(i.platform)} if i.platform else {})}
-                   for i in images],
+                    "loads": i.chosen.digest if i.chosen else None,
+                    **({"platform": str(i.platform)} if i.platform else {})} for i in images],
         "blobs": stats.blobs,
         "bytes": stats.bytes,
         "archive_bytes": writer.size,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def write_archive(images: list[Image], source_for: Callable[[Reference], Source], writer: ArchiveWriter,
+                  jobs: int, progress: Quiet) -> Stats:
+    """Lay out the archive for ``images`` and fill in every blob; the caller commits or aborts."""
+    writer.layout(members_for(images))
+    transfers = [Transfer(source_for(img.ref), img.ref.repository, d) for img in images for d in img.blobs]
+    return copy_blobs(transfers, lambda d: writer.sink(d.digest), jobs, progress)
+
+
+def load_into_daemon(images: list[Image], source_for: Callable[[Reference], Source], jobs: int,
+                     progress: Quiet) -> dict[str, Any]:
+    """Export ``images`` into a temp archive and ``docker load`` it: any source into the engine."""
+    import tempfile
+
+    from .places import daemon
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="porter-load-") as tmp:
+        writer = ArchiveWriter(f"{tmp}/load.tar")
+        try:
+            stats = write_archive(images, source_for, writer, jobs, progress)
+            writer.commit()
+        finally:
+            writer.abort()
+        loaded = daemon.load(f"{tmp}/load.tar")
+    return {"loaded": loaded, "images": [{"reference": str(i.ref), "digest": i.chosen.digest if i.chosen else None}
+                                         for i in images],
+            "blobs": stats.blobs, "bytes": stats.bytes, "seconds": round(time.monotonic() - started, 3)}

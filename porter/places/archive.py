@@ -183,7 +183,7 @@ def docker_manifest(images: "list[Image]") -> list[dict]:
         assert m is not None, "export always picks a platform"
         e = entries.setdefault(m.digest, {"Config": blob_name(m.config.digest), "RepoTags": [],
                                           "Layers": [blob_name(d.digest) for d in m.layers]})
-        tag = img.ref.tagged_name()
+        tag = img.named.tagged_name()
         if tag and tag not in e["RepoTags"]:
             e["RepoTags"].append(tag)
     return [dict(e, RepoTags=e["RepoTags"] or None) for e in entries.values()]
@@ -193,9 +193,9 @@ def oci_index(images: "list[Image]") -> dict:
     """``index.json``: each reference's manifest (or whole index), named the way Docker 25+ names them."""
     manifests = []
     for img in images:
-        ann = {"io.containerd.image.name": str(img.ref)}
-        if img.ref.tag:
-            ann["org.opencontainers.image.ref.name"] = img.ref.tag
+        ann = {"io.containerd.image.name": str(img.named)}
+        if img.named.tag:
+            ann["org.opencontainers.image.ref.name"] = img.named.tag
         d = img.listed.descriptor
         manifests.append(Descriptor(d.media_type, d.digest, d.size, img.platform if img.listed is img.chosen else None,
                                     ann).to_json())
