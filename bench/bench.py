@@ -73,7 +73,8 @@ def make_layer(path: Path, mb: int) -> tuple[str, int, str]:
     return "sha256:" + h.hexdigest(), size, "sha256:" + diff.hexdigest()
 
 
-def seed_big_image(reg: Registry) -> tuple[str, list[tuple[str, int]]]:
+def seed_big_image(reg: Registry) -> tuple[str, list[tuple[str, int, Path]]]:
+    """Push the bench image (OCI media types, so skopeo can read porter's archive too)."""
     cache = OUT / "layers"
     cache.mkdir(parents=True, exist_ok=True)
     layers = [(cache / f"layer{i}.tar.gz", mb) for i, mb in enumerate(LAYER_MB)]
@@ -84,24 +85,69 @@ def seed_big_image(reg: Registry) -> tuple[str, list[tuple[str, int]]]:
     cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                       "rootfs": {"type": "layers", "diff_ids": [x[2] for x in infos]}}).encode()
     cfg_d = s.blob("bench/big", cfg)
-    man = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-           "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cfg_d, "size": len(cfg)},
-           "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": d, "size": n}
+    cfg_path = cache / "config.json"
+    cfg_path.write_bytes(cfg)
+    man = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg_d, "size": len(cfg)},
+           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}
                       for d, n, _ in infos]}
     s.manifest("bench/big", "1", json.dumps(man).encode(), man["mediaType"])
-    return f"{reg.host}/bench/big:1", [(cfg_d, len(cfg))] + [(d, n) for d, n, _ in infos]
+    return f"{reg.host}/bench/big:1", [(cfg_d, len(cfg), cfg_path)] + [
+        (d, n, p) for (p, _), (d, n, _) in zip(layers, infos)]
 
 
-def timed(cmd: list[str], out: Path | None = None, **kw) -> float:
+def timed(cmd: list[str] | str, out: Path | None = None, before=None) -> float:
     if out is not None and out.exists():
         out.unlink()
+    if before:
+        before()
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, shell=isinstance(cmd, str))
     return time.perf_counter() - t0
 
 
 def median_of(n: int, fn) -> float:
     return statistics.median(fn() for _ in range(n))
+
+
+def table(title: str, total: int, rows: dict[str, float], base: str, sizes: dict[str, int] | None = None) -> None:
+    print(f"== {title}")
+    print(f"{'':44} {'seconds':>8} {'MB/s':>7}" + (f" {'size MB':>8}" if sizes else "") + "  vs porter")
+    for k, v in rows.items():
+        size = f" {sizes[k] / 1e6:8.1f}" if sizes else ""
+        print(f"{k:44} {v:8.3f} {total / v / 1e6:7.0f}{size}  {v / rows[base]:5.2f}x")
+    print()
+
+
+class Fresh:
+    """An empty destination registry per timed run (so nothing is already there)."""
+
+    def __init__(self, work: Path):
+        self.work, self.n, self.reg = work, 0, None
+
+    def new(self) -> Registry:
+        self.stop()
+        self.n += 1
+        self.reg = Registry(self.work / f"dest{self.n}", free_port()).start()
+        return self.reg
+
+    def stop(self) -> None:
+        if self.reg:
+            self.reg.stop()
+            shutil.rmtree(self.reg.root, ignore_errors=True)
+            self.reg = None
+
+
+def floor_push(dest: Registry, blobs: list[tuple[str, int, Path]]) -> str:
+    """A shell command: parallel monolithic curl PUTs of the blob files (upload sessions opened first)."""
+    import httpx
+
+    cmds = []
+    for d, n, path in blobs:
+        r = httpx.post(f"{dest.url}/v2/floor/blobs/uploads/")
+        loc = str(httpx.URL(dest.url).join(r.headers["Location"]))
+        cmds.append(f"curl -sf -T {path} -H 'Content-Type: application/octet-stream' '{loc}&digest={d}' &")
+    return " ".join(cmds) + " wait"
 
 
 def main() -> None:
@@ -113,49 +159,79 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     reg = Registry(work / "registry", free_port()).start()
+    fresh = Fresh(work)
+    porter = [sys.executable, "-m", "porter"]
     try:
         ref, blobs = seed_big_image(reg)
-        total = sum(n for _, n in blobs)
-        print(f"image {ref}: {len(blobs) - 1} layers, {total / 1e6:.0f} MB; median of {args.repeat} runs\n")
-        urls = [f"{reg.url}/v2/bench/big/blobs/{d}" for d, _ in blobs]
-        floor_out = work / "curl.bin"
-        porter_out = work / "porter.tar"
-        skopeo_out = work / "skopeo.tar"
-        storage_out = work / "storage.tar"
-        cp_out = work / "cp.bin"
-        blob_files = [str(reg.storage / "docker/registry/v2/blobs/sha256" / d[7:9] / d[7:] / "data") for d, _ in blobs]
-        porter = [sys.executable, "-m", "porter", "export", ref, "-q", "-o", str(porter_out)]
+        total = sum(n for _, n, _ in blobs)
+        print(f"image {ref}: {len(blobs) - 1} layers, {total / 1e6:.0f} MB gzipped; median of {args.repeat} runs\n")
+
+        # --- export: registry -> archive -------------------------------------------------------
+        urls = [f"{reg.url}/v2/bench/big/blobs/{d}" for d, _, _ in blobs]
+        out = {k: work / f"{k}.out" for k in ("curl", "porter", "storage", "cp", "skopeo")}
         rows = {
             "floor: curl, sequential, one file": median_of(args.repeat, lambda: timed(
-                ["sh", "-c", f"curl -sf {' '.join(urls)} > {floor_out}"], floor_out)),
-            "porter export": median_of(args.repeat, lambda: timed(porter, porter_out)),
+                f"curl -sf {' '.join(urls)} > {out['curl']}", out["curl"])),
+            "porter export": median_of(args.repeat, lambda: timed(
+                porter + ["export", ref, "-q", "-o", str(out["porter"])], out["porter"])),
             "porter export --storage (no server)": median_of(args.repeat, lambda: timed(
-                [sys.executable, "-m", "porter", "export", "--storage", str(reg.storage), "--as-registry", reg.host,
-                 "bench/big:1", "-q", "-o", str(storage_out)], storage_out)),
-            "cp of the blob files (disk copy floor)": median_of(args.repeat, lambda: timed(
-                ["sh", "-c", "cat " + " ".join(blob_files) + f" > {cp_out}"], cp_out)),
+                porter + ["export", "--storage", str(reg.storage), "--as-registry", reg.host, "bench/big:1", "-q",
+                          "-o", str(out["storage"])], out["storage"])),
+            "floor: cat of the blob files": median_of(args.repeat, lambda: timed(
+                f"cat {' '.join(str(p) for _, _, p in blobs)} > {out['cp']}", out["cp"])),
             "skopeo copy docker-archive:": median_of(args.repeat, lambda: timed(
                 ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}",
-                 f"docker-archive:{skopeo_out}:{ref}"], skopeo_out)),
+                 f"docker-archive:{out['skopeo']}:{ref}"], out["skopeo"])),
         }
-        sizes = {"floor: curl, sequential, one file": floor_out.stat().st_size,
-                 "porter export": porter_out.stat().st_size,
-                 "porter export --storage (no server)": storage_out.stat().st_size,
-                 "cp of the blob files (disk copy floor)": cp_out.stat().st_size,
-                 "skopeo copy docker-archive:": skopeo_out.stat().st_size}
-        same = storage_out.read_bytes() == porter_out.read_bytes()
+        sizes = dict(zip(rows, (out[k].stat().st_size for k in ("curl", "porter", "storage", "cp", "skopeo"))))
+        table("export: registry -> archive", total, rows, "porter export", sizes)
         base = rows["porter export"]
-        print(f"{'':38} {'seconds':>8} {'MB/s':>7} {'size MB':>8}  vs porter")
-        for k, v in rows.items():
-            print(f"{k:38} {v:8.3f} {total / v / 1e6:7.0f} {sizes[k] / 1e6:8.1f}  {v / base:5.2f}x")
-        print()
-        print(f"porter / floor time:  {base / rows['floor: curl, sequential, one file']:.2f}x (target <= 1.2)")
-        print(f"skopeo / porter time: {rows['skopeo copy docker-archive:'] / base:.2f}x (target >= 6)")
-        print(f"porter / skopeo size: {sizes['porter export'] / sizes['skopeo copy docker-archive:']:.2f}x (target <= 0.45)")
         st = rows["porter export --storage (no server)"]
-        print(f"storage / HTTP export time: {st / base:.2f}x (target <= 1); storage / disk-copy floor: "
-              f"{st / rows['cp of the blob files (disk copy floor)']:.2f}x; archives identical: {same}")
+        summary = [
+            f"export  porter / curl floor time:        {base / rows['floor: curl, sequential, one file']:.2f}x (target <= 1.2)",
+            f"export  skopeo / porter time:            {rows['skopeo copy docker-archive:'] / base:.2f}x (target >= 6)",
+            f"export  porter / skopeo archive size:    {sizes['porter export'] / sizes['skopeo copy docker-archive:']:.2f}x (target <= 0.45)",
+            f"storage export / HTTP export time:       {st / base:.2f}x (target <= 1); vs cat floor "
+            f"{st / rows['floor: cat of the blob files']:.2f}x; archives identical: "
+            f"{out['storage'].read_bytes() == out['porter'].read_bytes()}",
+        ]
+
+        # --- push: registry -> registry, archive -> registry ------------------------------------
+        def to_fresh(cmd_for) -> float:
+            dest = fresh.new()
+            return timed(cmd_for(dest))
+
+        rows = {
+            "floor: parallel curl PUTs of the blob files": median_of(args.repeat, lambda: to_fresh(
+                lambda d: floor_push(d, blobs))),
+            "porter mirror": median_of(args.repeat, lambda: to_fresh(
+                lambda d: porter + ["mirror", ref, f"{d.host}/bench/big", "-q"])),
+            "skopeo copy docker:// docker://": median_of(args.repeat, lambda: to_fresh(
+                lambda d: ["skopeo", "copy", "-q", "--src-tls-verify=false", "--dest-tls-verify=false",
+                           f"docker://{ref}", f"docker://{d.host}/bench/big:1"])),
+            "porter import (archive)": median_of(args.repeat, lambda: to_fresh(
+                lambda d: porter + ["import", str(out["porter"]), d.host, "-q"])),
+            "skopeo copy oci-archive: docker://": median_of(args.repeat, lambda: to_fresh(
+                lambda d: ["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci-archive:{out['porter']}:1",
+                           f"docker://{d.host}/bench/big:1"])),
+        }
+        dest = fresh.new()
+        first = timed(porter + ["mirror", ref, f"{dest.host}/bench/big", "-q"])
+        rerun = median_of(args.repeat, lambda: timed(porter + ["mirror", ref, f"{dest.host}/bench/big", "-q"]))
+        rows["porter mirror, rerun (all there)"] = rerun
+        table("push: into a fresh registry each run", total, rows, "porter mirror")
+        floor = rows["floor: parallel curl PUTs of the blob files"]
+        summary += [
+            f"mirror  skopeo / porter time:            {rows['skopeo copy docker:// docker://'] / rows['porter mirror']:.2f}x (target > 1)",
+            f"mirror  porter / ingest floor time:      {rows['porter mirror'] / floor:.2f}x (target <= 1.2)",
+            f"import  skopeo / porter time:            {rows['skopeo copy oci-archive: docker://'] / rows['porter import (archive)']:.2f}x (target > 1)",
+            f"import  porter / ingest floor time:      {rows['porter import (archive)'] / floor:.2f}x (target <= 1.2)",
+            f"mirror  rerun / first run:               {rerun / first:.2f}x (target <= 0.25)",
+        ]
+        print("== ratios")
+        print("\n".join(summary))
     finally:
+        fresh.stop()
         reg.stop()
 
 

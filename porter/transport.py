@@ -25,6 +25,15 @@ from .reference import is_loopback_host
 
 T = TypeVar("T")
 
+# httpcore reads sockets 64 KiB at a time; with blobs of hundreds of MB the per-read Python work
+# dominates. 256 KiB reads cut export time by about a quarter here (measured, make bench).
+try:
+    import httpcore._sync.http11 as _h11
+
+    _h11.HTTP11Connection.READ_NUM_BYTES = max(getattr(_h11.HTTP11Connection, "READ_NUM_BYTES", 0), 256 * 1024)
+except ImportError:  # a future httpcore without it: the default read size still works
+    pass
+
 #: Errors on the wire worth another try: refused/reset connections, timeouts, truncated bodies.
 RETRYABLE = (httpx.TransportError,)
 MAX_ERROR_BODY = 64 * 1024

@@ -245,3 +245,31 @@ def test_kill_9_then_rerun_sends_no_finished_blob(archive, fresh_registry):
             assert skopeo_digest(f"{dest.host}/{name}") == d["digest"]
     finally:
         proxy.stop()
+
+
+class NoChunks(Fault):
+    """A registry (or proxy in front of one) that refuses PATCH uploads."""
+
+    def request(self, seen, headers):
+        if seen.method == "PATCH":
+            return 405, {}, b'{"errors":[{"code":"UNSUPPORTED","message":"no chunked uploads"}]}'
+        return None
+
+
+def test_monolithic_fallback_when_chunks_refused(registry, big_image, fresh_registry):
+    dest = fresh_registry()
+    proxy = Proxy(dest.url, NoChunks())
+    try:
+        run_ok("mirror", f"{registry.host}/big/one:1", f"{proxy.host}/big/one", "--chunk-size", "1MiB")
+        assert len(proxy.requests("PATCH")) == 1  # tried once, then whole-blob PUTs
+        assert skopeo_digest(f"{dest.host}/big/one:1") == big_image.digest
+    finally:
+        proxy.stop()
+
+
+def test_source_credentials(basic_registry, catalog, fresh_registry):
+    dest = fresh_registry()
+    bad = porter("mirror", f"{basic_registry.host}/team/api:1.4", f"{dest.host}/team/api")
+    assert bad.returncode == 1 and b"401" in bad.stderr
+    run_ok("mirror", f"{basic_registry.host}/team/api:1.4", f"{dest.host}/team/api", "--src-creds", f"{USER}:{PASSWORD}")
+    assert skopeo_digest(f"{dest.host}/team/api:1.4") == catalog["api"].digest
