@@ -288,7 +288,7 @@ def push_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def run_push(jobs_list: list[Any], jobs: int, quiet: bool, as_json: bool) -> None:
+def run_push(jobs_list: list[Any], jobs: int, quiet: bool, as_json: bool) -> dict[str, Any]:
     from . import progress
     from .push import push
 
@@ -301,6 +301,7 @@ def run_push(jobs_list: list[Any], jobs: int, quiet: bool, as_json: bool) -> Non
     report(summary, as_json, quiet, f"pushed {len(summary['images'])} image(s): {b['uploaded']} blobs uploaded "
            f"({human_size(summary['bytes_sent'])}), {b['mounted']} mounted, {b['skipped']} already there, "
            f"in {summary['seconds']:.2f}s")
+    return summary
 
 
 def run_load(images: list[Any], source_for: Callable[[Any], Any], jobs: int, quiet: bool, as_json: bool) -> None:
@@ -409,23 +410,27 @@ Examples:
 @click.argument("source_ref", metavar="SOURCE")
 @click.argument("destination", metavar="DESTINATION")
 @click.option("--src-creds", metavar="USER:PASS", help="Credentials for the source registry (default: --creds).")
+@click.option("--delete-source", is_flag=True, help="Afterwards delete the image from the source, once the destination serves the same digest.")
+@click.option("--gc-storage", metavar="DIR", help="With --delete-source: then garbage-collect the source registry's storage DIR.")
 @push_options
 @storage_options
 @registry_options
 @run_guarded
-def mirror(source_ref: str, destination: str, src_creds: str | None, platform_: str | None, chunk_size: str,
+def mirror(source_ref: str, destination: str, src_creds: str | None, delete_source: bool, gc_storage: str | None,
+           platform_: str | None, chunk_size: str,
            dest_creds: str | None, storage: str | None, as_registry: str | None, creds: str | None, insecure: bool,
            ca_cert: str | None, jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
     """Copy an image from a registry (or a storage directory) into a registry, digests unchanged.
 
     DESTINATION is REGISTRY/REPOSITORY[:TAG] (the tag defaults to the source's), or a bare
     REGISTRY to keep the source's repository path. All platforms are copied unless --platform."""
+    from dataclasses import replace
+
     from .engine import resolve
     from .mediatypes import Platform
+    from .places.registry import Registry
     from .push import Job, dest_for
     from .reference import parse
-
-    from dataclasses import replace
 
     base = transport_options(creds, insecure, ca_cert, jobs, retries, timeout)
     sources = Sources(dest_options(base, src_creds), storage, as_registry)
@@ -442,9 +447,170 @@ def mirror(source_ref: str, destination: str, src_creds: str | None, platform_: 
             run_load([img], lambda r: source, jobs, quiet, as_json)
             return
         dest = parse(destination)
+        if gc_storage and not delete_source:
+            raise PorterError("--gc-storage goes with --delete-source")
+        if delete_source and (plat or not isinstance(source, Registry)):
+            raise PorterError("--delete-source needs a registry source and every platform (no --platform)")
         img = resolve(source, ref, plat, all_platforms=plat is None)
         target = dest_for(img.ref, dest, keep_path=dest.is_registry)  # a digest-only source stays untagged
-        run_push([Job(img, source, target, pushers(target))], jobs, quiet, as_json)
+        job = Job(img, source, target, pushers(target))
+        run_push([job], jobs, quiet, as_json)
+        if delete_source:
+            delete_migrated(job, source, quiet)
     finally:
         pushers.close()
         sources.close()
+    if gc_storage:
+        run_gc(gc_storage, dry_run=False, delete_untagged=False, upload_age="7d", force=False, as_json=False,
+               quiet=quiet)
+
+
+def delete_migrated(job: Any, source: Any, quiet: bool) -> None:
+    """Delete a mirrored image from its source registry, only once the destination is verified to
+    serve the same digest, and never when other (unmigrated) tags share that digest."""
+    from .delete import Deleter
+
+    digest, src = job.image.listed.digest, job.image.ref
+    ref_at_dest = job.dest.tag or digest
+    if not job.pusher.has_manifest(job.dest.repository, ref_at_dest, digest):
+        raise PorterError(f"{job.dest}: does not serve {digest}; not deleting the source")
+    d = Deleter(source)
+    others = sorted(t for t, dg in d.tag_digests(src.repository).items() if dg == digest and t != src.tag)
+    if others:
+        click.echo(f"porter: warning: not deleting {src.name}@{digest} from the source: also tagged "
+                   f"{', '.join(others)}, which were not migrated", err=True)
+        return
+    d.delete(src.repository, digest)
+    if not quiet:
+        click.echo(f"deleted {src.name}@{digest} from the source", err=True)
+
+
+def registry_for(target: str, opts: Any) -> tuple[Any, Any]:
+    from .places.registry import Registry
+    from .reference import parse
+
+    ref = parse(target)
+    if ref.is_registry:
+        raise PorterError(f"{target}: name a repository (host/repository)")
+    return ref, Registry(ref, opts)
+
+
+@main.command(epilog="""\b
+Examples:
+  porter delete 127.0.0.1:5000/team/api:old-tag            # by tag, resolved to the stored digest
+  porter delete 127.0.0.1:5000/team/api@sha256:…
+  porter delete 127.0.0.1:5000/team/api:1.0 --dry-run
+""")
+@click.argument("image")
+@click.option("--force", is_flag=True, help="Delete even when other tags point at the same digest (they go too).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
+@registry_options
+@run_guarded
+def delete(image: str, force: bool, dry_run: bool, creds: str | None, insecure: bool, ca_cert: str | None,
+           jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
+    """Delete an image's manifest from a registry (by tag or digest). Frees no disk by itself:
+    run `porter gc` on the registry's storage afterwards."""
+    from .delete import Deleter
+
+    ref, reg = registry_for(image, transport_options(creds, insecure, ca_cert, jobs, retries, timeout))
+    try:
+        d = Deleter(reg, jobs)
+        digest = ref.digest or d.digest_of(ref.repository, ref.tag or "latest")
+        sharing = sorted(t for t, dg in d.tag_digests(ref.repository).items() if dg == digest and t != ref.tag)
+        if sharing and not force:
+            raise PorterError(f"{digest} is also tagged {', '.join(sharing)} in {ref.repository}; deleting it "
+                              f"removes those tags too (use --force to do it anyway)")
+        if not dry_run:
+            d.delete(ref.repository, digest)
+    finally:
+        reg.close()
+    summary = {"deleted" if not dry_run else "would_delete": f"{ref.name}@{digest}",
+               "tags_removed": sorted(set(sharing) | ({ref.tag} if ref.tag else set()))}
+    report(summary, as_json, quiet, f"{'would delete' if dry_run else 'deleted'} {ref.name}@{digest}"
+           + (f" (tags: {', '.join(summary['tags_removed'])})" if summary["tags_removed"] else ""))
+
+
+@main.command(epilog="""\b
+Examples:
+  porter prune 127.0.0.1:5000/ci/build --keep-last 10 --older-than 30d --dry-run
+  porter prune 127.0.0.1:5000/team/api --tags '^pr-' --older-than 14d --keep '^release-'
+""")
+@click.argument("repository")
+@click.option("--keep-last", type=click.IntRange(0), help="Keep the newest N tags (by semver where every tag parses, else image creation time).")
+@click.option("--older-than", metavar="DURATION", help="Delete only tags older than this (30d, 12h, 2w).")
+@click.option("--tags", "tags_re", metavar="REGEX", help="Only consider tags matching this.")
+@click.option("--keep", "keep_re", metavar="REGEX", help="Never delete tags matching this.")
+@click.option("--dry-run", is_flag=True, help="Print the plan, delete nothing.")
+@registry_options
+@run_guarded
+def prune(repository: str, keep_last: int | None, older_than: str | None, tags_re: str | None, keep_re: str | None,
+          dry_run: bool, creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int,
+          timeout: float, quiet: bool, as_json: bool) -> None:
+    """Delete a repository's tags by a retention policy. Never deletes a digest that a kept tag
+    points at, nor a child of a kept index. Prints the plan first."""
+    from .delete import Deleter, plan_prune
+    from .gc import parse_duration
+
+    ref, reg = registry_for(repository, transport_options(creds, insecure, ca_cert, jobs, retries, timeout))
+    try:
+        d = Deleter(reg, jobs)
+        rows = plan_prune(d, ref.repository, keep_last, parse_duration(older_than) if older_than else None,
+                          tags_re, keep_re)
+        doomed = sorted({r.digest for r in rows if r.action == "delete"})
+        if not as_json:
+            click.echo(table([["TAG", "DIGEST", "CREATED", "ACTION", "WHY"]] + [
+                [r.tag, r.digest[:19], r.created.strftime("%Y-%m-%d %H:%M") if r.created else "?", r.action, r.reason]
+                for r in rows]))
+        if not dry_run:
+            for dg in doomed:
+                d.delete(ref.repository, dg)
+    finally:
+        reg.close()
+    summary = {"repository": ref.name, "dry_run": dry_run, "deleted": doomed,
+               "tags": [{"tag": r.tag, "digest": r.digest, "action": r.action, "reason": r.reason} for r in rows]}
+    report(summary, as_json, quiet, f"{'would delete' if dry_run else 'deleted'} {len(doomed)} manifest(s), "
+           f"{sum(r.action == 'delete' for r in rows)} tag(s); run porter gc on the storage to free the disk")
+
+
+@main.command(epilog="""\b
+Examples:
+  porter gc /var/lib/registry --dry-run            # what an offline GC would free
+  porter gc /var/lib/registry --delete-untagged    # also untagged manifests (multi-arch children kept)
+  porter gc /var/lib/registry --json
+""")
+@click.argument("storage", metavar="DIR")
+@click.option("--dry-run", is_flag=True, help="Report what would be removed, remove nothing.")
+@click.option("--delete-untagged", is_flag=True, help="Also remove manifests no tag points at (children of tagged indexes are kept).")
+@click.option("--upload-age", default="7d", show_default=True, help="Remove unfinished uploads older than this.")
+@click.option("--force", is_flag=True, help="Run even though uploads look active (the registry must be stopped or read-only).")
+@click.option("--json", "as_json", is_flag=True, help="Print {blobs, manifests, bytes} as JSON.")
+@click.option("-q", "--quiet", is_flag=True)
+@run_guarded
+def gc(storage: str, dry_run: bool, delete_untagged: bool, upload_age: str, force: bool, as_json: bool,
+       quiet: bool) -> None:
+    """Garbage-collect a registry's storage directory offline: remove every blob no remaining
+    manifest references. Stop the registry (or make it read-only) first."""
+    run_gc(storage, dry_run, delete_untagged, upload_age, force, as_json, quiet)
+
+
+def run_gc(storage: str, dry_run: bool, delete_untagged: bool, upload_age: str, force: bool, as_json: bool,
+           quiet: bool) -> None:
+    from .gc import Collector, parse_duration
+    from .places.storage import Storage
+
+    collector = Collector(Storage(storage))
+    age = parse_duration(upload_age)
+    if not dry_run and not force:
+        active = collector.active_uploads()
+        if active:
+            raise PorterError(f"{len(active)} upload(s) look active ({active[0]}, …): stop the registry or make it "
+                              f"read-only (storage.maintenance.readonly) first, or pass --force")
+    plan = collector.plan(delete_untagged, age)
+    if not dry_run:
+        collector.sweep(plan)
+    for p in plan.problems:
+        click.echo(f"porter: warning: {p}", err=True)
+    verb = "would remove" if dry_run else "removed"
+    report(plan.as_json(), as_json, quiet,
+           f"{verb} {len(plan.blobs)} blob(s) ({human_size(plan.bytes)}), {len(plan.manifests)} untagged "
+           f"manifest(s), {len(plan.uploads)} stale upload(s); {len(plan.marked)} blobs in use")

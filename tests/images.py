@@ -108,10 +108,11 @@ class Seeder:
         return sha(raw)
 
     def image(self, repo: str, tag: str | None, layers: list[bytes], fmt: str = "docker",
-              cmd: list[str] | None = None, arch: str = "amd64", variant: str = "", label: str = "") -> Pushed:
+              cmd: list[str] | None = None, arch: str = "amd64", variant: str = "", label: str = "",
+              created: str = "2024-01-01T00:00:00Z") -> Pushed:
         """Push an image whose layers are the given uncompressed tars (gzipped here)."""
         gzipped = [gz(t) for t in layers]
-        cfg = {"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
+        cfg = {"architecture": arch, "os": "linux", "created": created,
                "config": {"Cmd": cmd or ["/bin/sh", "-c", "echo hello from porter"], "Labels": {"l": label}},
                "rootfs": {"type": "layers", "diff_ids": [sha(t) for t in layers]}}
         if variant:

@@ -1,0 +1,157 @@
+"""Deleting over the registry API: one image (``delete``) or by a retention policy (``prune``).
+
+Tags are resolved with the full Accept list, so the digest deleted is the one the registry
+stores (without it, Distribution may answer with a converted schema-1 digest that DELETE then
+cannot find). Deleting a digest removes every tag pointing at it, so porter lists those tags
+first and asks for ``--force``. Deleting frees no disk: ``porter gc`` does.
+"""
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .digest import read_all
+from .errors import NotFoundError, PorterError, RegistryError
+from .mediatypes import ACCEPT, Manifest, Platform
+from .places.registry import Registry
+from .reference import Reference
+
+_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+class Deleter:
+    def __init__(self, registry: Registry, jobs: int = 8):
+        self.reg, self.http, self.jobs = registry, registry.http, jobs
+
+    def digest_of(self, repo: str, tag: str) -> str:
+        what = f"{self.reg.host}/{repo}:{tag}"
+        try:
+            r = self.http.request("HEAD", f"/v2/{repo}/manifests/{tag}", what, headers={"Accept": ACCEPT})
+        except NotFoundError:
+            raise NotFoundError(f"{what}: no such tag", 404) from None
+        d = r.headers.get("Docker-Content-Digest")
+        return d or self.reg.get_manifest(Reference(self.reg.host, repo, tag)).digest
+
+    def tag_digests(self, repo: str) -> dict[str, str]:
+        tags = list(self.reg.tags(repo))
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            return dict(zip(tags, pool.map(lambda t: self.digest_of(repo, t), tags)))
+
+    def delete(self, repo: str, digest: str) -> None:
+        what = f"{self.reg.host}/{repo}@{digest}"
+        try:
+            self.http.request("DELETE", f"/v2/{repo}/manifests/{digest}", f"delete {what}", ok=(202,))
+        except RegistryError as e:
+            if e.status == 405:
+                raise RegistryError(f"delete {what}: the registry has deletion disabled (405); set "
+                                    f"storage.delete.enabled: true in its config.yml (or "
+                                    f"REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it", 405) from None
+            if isinstance(e, NotFoundError):
+                raise NotFoundError(f"delete {what}: no such manifest", 404) from None
+            raise
+
+    def created(self, repo: str, digest: str) -> datetime | None:
+        """The image's creation time from its config (an index: the host platform's, else the first)."""
+        m = self.reg.get_manifest(Reference(self.reg.host, repo), digest)
+        if m.is_index:
+            kids = [c for c in m.children if c.platform]
+            if not kids:
+                return None
+            try:
+                pick = m.pick(Platform.host())
+            except PorterError:
+                pick = kids[0]
+            m = self.reg.get_manifest(Reference(self.reg.host, repo), pick.digest)
+        cfg = m.config
+        raw = read_all(self.reg.blob_chunks(repo, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
+        try:
+            return parse_time(json.loads(raw).get("created"))
+        except (ValueError, AttributeError):
+            return None
+
+    def children(self, repo: str, digest: str) -> set[str]:
+        m: Manifest = self.reg.get_manifest(Reference(self.reg.host, repo), digest)
+        return {c.digest for c in m.children}
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """RFC 3339 as image configs write it (nanoseconds included) → an aware datetime."""
+    if not text:
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", text.strip())
+    if not m:
+        return None
+    frac = f".{m[2][:6]}" if m[2] else ""
+    tz = "+00:00" if m[3] in (None, "Z") else m[3]
+    return datetime.fromisoformat(m[1] + frac + tz)
+
+
+def semver_key(tag: str) -> tuple | None:
+    m = _SEMVER.match(tag)
+    if not m:
+        return None
+    pre = m[4]
+    # A release sorts after its pre-releases; pre-release parts compare numerically where they can.
+    pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
+    return (int(m[1]), int(m[2]), int(m[3]), 0 if pre else 1, pre_key)
+
+
+@dataclass
+class PruneRow:
+    tag: str
+    digest: str
+    created: datetime | None
+    action: str = "keep"
+    reason: str = ""
+
+
+def plan_prune(d: Deleter, repo: str, keep_last: int | None, older_than: float | None, tags_re: str | None,
+               keep_re: str | None, now: datetime | None = None) -> list[PruneRow]:
+    """Decide, per tag, keep or delete; a digest a kept tag points at (or a child of a kept
+    index) is never deleted."""
+    if keep_last is None and older_than is None:
+        raise PorterError("say what to prune: --keep-last N and/or --older-than DURATION")
+    now = now or datetime.now(timezone.utc)
+    try:
+        select = re.compile(tags_re) if tags_re else None
+        protect = re.compile(keep_re) if keep_re else None
+    except re.error as e:
+        raise PorterError(f"invalid regular expression: {e}") from None
+    digests = d.tag_digests(repo)
+    with ThreadPoolExecutor(max_workers=d.jobs) as pool:
+        created = dict(zip(digests, pool.map(lambda t: d.created(repo, digests[t]), digests)))
+    rows = {t: PruneRow(t, dg, created[t]) for t, dg in digests.items()}
+    for r in rows.values():
+        if protect and protect.search(r.tag):
+            r.reason = "protected by --keep"
+        elif select and not select.search(r.tag):
+            r.reason = "not matched by --tags"
+    candidates = [r for r in rows.values() if not r.reason]
+    keys = [semver_key(r.tag) for r in candidates]
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+    if candidates and all(keys):
+        candidates.sort(key=lambda r: semver_key(r.tag), reverse=True)  # type: ignore[arg-type,return-value]
+        order = "semver"
+    else:
+        candidates.sort(key=lambda r: (r.created or oldest, r.tag), reverse=True)
+        order = "creation time"
+    for i, r in enumerate(candidates):
+        if keep_last is not None and i < keep_last:
+            r.reason = f"among the newest {keep_last} by {order}"
+        elif older_than is not None and (r.created is None or (now - r.created).total_seconds() < older_than):
+            r.reason = "no creation time" if r.created is None else "not old enough"
+        else:
+            r.action, r.reason = "delete", f"beyond the newest {keep_last} by {order}" if keep_last is not None \
+                else "older than --older-than"
+    kept = [r for r in rows.values() if r.action == "keep"]
+    shielded: dict[str, str] = {r.digest: r.tag for r in kept}
+    for r in kept:
+        for c in d.children(repo, r.digest):
+            shielded.setdefault(c, f"{r.tag} (child of its index)")
+    for r in rows.values():
+        if r.action == "delete" and r.digest in shielded:
+            r.action, r.reason = "keep", f"same digest as kept tag {shielded[r.digest]}"
+    return sorted(rows.values(), key=lambda r: (r.action, r.tag))
