@@ -150,6 +150,48 @@ def floor_push(dest: Registry, blobs: list[tuple[str, int, Path]]) -> str:
     return " ".join(cmds) + " wait"
 
 
+def make_gc_storage(root: Path, repos: int = 50, tags: int = 20) -> int:
+    """A storage tree like a CI registry's: repos x tags images of config + 2 layers, a shared
+    base per repo, half the tags deleted (revision kept, tag gone). Returns the blob count."""
+    import hashlib
+
+    v2 = root / "docker" / "registry" / "v2"
+
+    def blob(data: bytes) -> str:
+        d = hashlib.sha256(data).hexdigest()
+        p = v2 / "blobs" / "sha256" / d[:2] / d
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "data").write_bytes(data)
+        return "sha256:" + d
+
+    def link(p: Path, d: str) -> None:
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "link").write_text(d)
+
+    count = 0
+    for r in range(repos):
+        repo = v2 / "repositories" / f"ci/app{r}"
+        base = os.urandom(2048)
+        for t in range(tags):
+            cfg = json.dumps({"architecture": "amd64", "os": "linux", "n": [r, t]}).encode()
+            layers = [base, os.urandom(1024)]
+            ds = [blob(cfg)] + [blob(x) for x in layers]
+            man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                              "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": ds[0],
+                                         "size": len(cfg)},
+                              "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d,
+                                          "size": len(x)} for d, x in zip(ds[1:], layers)]}).encode()
+            md = blob(man)
+            count += 3
+            link(repo / "_manifests" / "revisions" / "sha256" / md[7:], md)
+            for d in ds[1:]:
+                link(repo / "_layers" / "sha256" / d[7:], d)
+            if t % 2 == 0:
+                link(repo / "_manifests" / "tags" / f"t{t}" / "current", md)
+                link(repo / "_manifests" / "tags" / f"t{t}" / "index" / "sha256" / md[7:], md)
+    return count + repos
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
@@ -228,6 +270,28 @@ def main() -> None:
             f"import  porter / ingest floor time:      {rows['porter import (archive)'] / floor:.2f}x (target <= 1.2)",
             f"mirror  rerun / first run:               {rerun / first:.2f}x (target <= 0.25)",
         ]
+        # --- gc: a few thousand blobs -------------------------------------------------------------
+        gc_root = work / "gc"
+        nblobs = make_gc_storage(gc_root / "storage")
+        cfg = gc_root / "config.yml"
+        cfg.write_text(json.dumps({"version": 0.1, "log": {"level": "error"},
+                                   "storage": {"filesystem": {"rootdirectory": str(gc_root / "storage")}}}))
+        rows = {}
+        for flag in ("", "--delete-untagged"):
+            extra = [flag] if flag else []
+            rows[f"porter gc --dry-run {flag}"] = median_of(args.repeat, lambda: timed(
+                porter + ["gc", str(gc_root / "storage"), "--dry-run", "-q"] + extra))
+            rows[f"registry garbage-collect --dry-run {flag}"] = median_of(args.repeat, lambda: timed(
+                ["docker-registry", "garbage-collect", "--dry-run"] + extra + [str(cfg)]))
+        print(f"== gc: {nblobs} blobs in 50 repositories")
+        print(f"{'':44} {'seconds':>8}")
+        for k, v in rows.items():
+            print(f"{k:44} {v:8.3f}")
+        print()
+        for flag in ("", "--delete-untagged"):
+            summary.append(f"gc {flag or 'plain'}: registry / porter time:    "
+                           f"{rows[f'registry garbage-collect --dry-run {flag}'] / rows[f'porter gc --dry-run {flag}']:.2f}x (target >= 1)")
+
         print("== ratios")
         print("\n".join(summary))
     finally:
