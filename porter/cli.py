@@ -76,6 +76,29 @@ def storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="A registry's storage root (holding docker/registry/v2) to read directly, no server.")(fn)
 
 
+def bulk_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that can take whole repositories or registries."""
+    opts = [
+        click.option("--include", multiple=True, metavar="REGEX", help="Only repositories matching (whole name; repeatable)."),
+        click.option("--exclude", multiple=True, metavar="REGEX", help="Skip repositories matching (whole name; repeatable)."),
+        click.option("--tags", "tags_re", metavar="REGEX", help="Only tags matching (searched)."),
+        click.option("--latest", type=click.IntRange(1), metavar="N", help="Only the newest N tags per repository (semver, else creation time)."),
+        click.option("--shard", metavar="I/N", help="Take only shard I (from 0) of N, split by repository."),
+        click.option("--shards", type=click.IntRange(1), metavar="N", help="N shards, this one's index from JOB_COMPLETION_INDEX."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def make_filters(include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
+                 shard: str | None, shards: int | None) -> Any:
+    from .selection import Filters, parse_shard
+
+    return Filters(list(include) or None, list(exclude) or None, tags_re, latest,
+                   parse_shard(shard, os.environ.get("JOB_COMPLETION_INDEX"), shards))
+
+
 def transport_options(creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float):
     from .auth import Credentials
     from .transport import Options
@@ -103,8 +126,11 @@ class Sources:
         elif as_registry:
             raise PorterError("--as-registry only applies with --storage")
 
-    def parse(self, text: str) -> Any:
-        from .reference import parse
+    def parse(self, text: str, allow_registry: bool = False) -> Any:
+        from .reference import Reference, parse
+
+        if self._storage is not None and text in ("", "/"):
+            return Reference(self.names_host)  # the whole storage directory
 
         if text.startswith(DAEMON):
             if self._storage is not None:
@@ -115,7 +141,7 @@ class Sources:
             self._daemon = DaemonSource(text[len(DAEMON):])
             return ref
         ref = parse(text, host=self.names_host) if self._storage else parse(text)
-        if ref.is_registry:
+        if ref.is_registry and not allow_registry:
             raise PorterError(f"{ref} names a whole registry; name an image (host/repository[:tag])")
         return ref
 
@@ -164,17 +190,20 @@ Examples:
   porter export registry.example.com/app:1 -o app.tar.zst --platform linux/arm64 --creds user:pass
   porter export 127.0.0.1:5000/app@sha256:… --all-platforms -o - | ssh airgap 'cat > app.tar'
   porter export --storage /var/lib/registry team/api:1.4 team/web:2.0 -o images.tar
+  porter export 127.0.0.1:5000/team/api --tags 'v1\\..*' -o team-api-v1.tar     # every matching tag
 """)
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option("-o", "--output", required=True, help="Archive to write: x.tar, x.tar.zst (zstd), or - for stdout.")
 @click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]", help="Platform docker load gets from a multi-platform image [default: this host's].")
 @click.option("--all-platforms", is_flag=True, help="Also keep the whole index and every platform's blobs in the OCI part.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@bulk_options
 @storage_options
 @registry_options
 @run_guarded
 def export(images: tuple[str, ...], output: str, platform_: str | None, all_platforms: bool, force: bool,
-           storage: str | None, as_registry: str | None, creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
+           include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
+           shard: str | None, shards: int | None, storage: str | None, as_registry: str | None, creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
            quiet: bool, as_json: bool) -> None:
     """Export IMAGE... into one archive that `docker load -i` takes and that is also an OCI layout.
 
@@ -184,9 +213,19 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
     from .export import export as do_export
     from .mediatypes import Platform
 
+    from .places.base import Lister
+    from .selection import expand
+
+    filters = make_filters(include, exclude, tags_re, latest, shard, shards)
     sources = Sources(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), storage, as_registry)
     try:
-        refs = [sources.parse(i) for i in images]
+        refs = []
+        for text in images:  # an image, or every (matching) tag of a repository or registry
+            ref = sources.parse(text, allow_registry=True)
+            source = sources(ref)
+            refs += expand(source, source if isinstance(source, Lister) else None, ref, filters, jobs)
+        if not refs:
+            raise PorterError("no image matched: nothing to export")
         plat = Platform.parse(platform_) if platform_ else Platform.host()
         summary = do_export(refs, sources, output, platform=plat, all_platforms=all_platforms, jobs=jobs,
                             force=force, progress=progress.make(quiet))
@@ -316,8 +355,8 @@ def run_load(images: list[Any], source_for: Callable[[Any], Any], jobs: int, qui
 class Pushers:
     """One Pusher per destination host."""
 
-    def __init__(self, opts: Any, chunk_size: int):
-        self.opts, self.chunk_size = opts, chunk_size
+    def __init__(self, opts: Any, chunk_size: int, journal: Any = None):
+        self.opts, self.chunk_size, self.journal = opts, chunk_size, journal
         self._by_host: dict[str, Any] = {}
 
     def __call__(self, ref: Any) -> Any:
@@ -325,7 +364,7 @@ class Pushers:
         from .places.registry_push import Pusher
 
         if ref.host not in self._by_host:
-            self._by_host[ref.host] = Pusher(Registry(ref, self.opts), self.chunk_size)
+            self._by_host[ref.host] = Pusher(Registry(ref, self.opts), self.chunk_size, self.journal)
         return self._by_host[ref.host]
 
     def close(self) -> None:
@@ -402,67 +441,183 @@ def import_(archive: str, destination: str, platform_: str | None, chunk_size: s
 Examples:
   porter mirror 127.0.0.1:5000/team/api:1.4 registry.internal:5000/team/api        # keeps the tag
   porter mirror 127.0.0.1:5000/team/api@sha256:… registry.internal:5000/team/api:stable
-  porter mirror 127.0.0.1:5000/team/api:1.4 registry.internal:5000                 # same path there
-  porter mirror --storage /var/lib/registry team/api:1.4 registry.internal:5000/team/api
-  porter mirror docker-daemon:myapp:dev registry.internal:5000/myapp:dev       # from the local engine
-  porter mirror 127.0.0.1:5000/team/api:1.4 docker-daemon:                     # like docker pull
+  porter mirror 127.0.0.1:5000/team/api registry.internal:5000/team/api            # every tag
+  porter mirror 127.0.0.1:5000 registry.internal:5000 --include 'team/.*' --exclude '.*/tmp-.*' \\
+        --tags '^v?\\d+\\.\\d+\\.\\d+$' --latest 5                          # a whole catalog, filtered
+  porter mirror --config migration.toml                                          # a job file
+  porter mirror 127.0.0.1:5000 registry.internal:5000 --shard 2/8                # one worker of eight
+  porter mirror --storage /var/lib/registry "" registry.internal:5000            # all of a storage dir
+  porter mirror docker-daemon:myapp:dev registry.internal:5000/myapp:dev         # from the local engine
+  porter mirror 127.0.0.1:5000/team/api:1.4 docker-daemon:                       # into it, like docker pull
 """)
-@click.argument("source_ref", metavar="SOURCE")
-@click.argument("destination", metavar="DESTINATION")
+@click.argument("source_ref", metavar="SOURCE", required=False)
+@click.argument("destination", metavar="DESTINATION", required=False)
+@click.option("--config", "job_file", type=click.Path(dir_okay=False), help="A TOML job file of [[mirror]] entries (see README).")
 @click.option("--src-creds", metavar="USER:PASS", help="Credentials for the source registry (default: --creds).")
-@click.option("--delete-source", is_flag=True, help="Afterwards delete the image from the source, once the destination serves the same digest.")
+@click.option("--dry-run", is_flag=True, help="Show what would move, how many bytes, how much is already there.")
+@click.option("--state", "state_file", metavar="FILE", help="The job's journal [default: under ~/.cache/porter/jobs, per job].")
+@click.option("--delete-source", is_flag=True, help="Afterwards delete each image from the source, once the destination serves the same digest.")
 @click.option("--gc-storage", metavar="DIR", help="With --delete-source: then garbage-collect the source registry's storage DIR.")
+@bulk_options
 @push_options
 @storage_options
 @registry_options
 @run_guarded
-def mirror(source_ref: str, destination: str, src_creds: str | None, delete_source: bool, gc_storage: str | None,
-           platform_: str | None, chunk_size: str,
+def mirror(source_ref: str | None, destination: str | None, job_file: str | None, src_creds: str | None,
+           dry_run: bool, state_file: str | None, delete_source: bool, gc_storage: str | None,
+           include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
+           shard: str | None, shards: int | None, platform_: str | None, chunk_size: str,
            dest_creds: str | None, storage: str | None, as_registry: str | None, creds: str | None, insecure: bool,
            ca_cert: str | None, jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
-    """Copy an image from a registry (or a storage directory) into a registry, digests unchanged.
+    """Copy images into a registry, digests unchanged: one image, every tag of a repository, or a
+    whole registry or storage directory (repository paths kept, under DESTINATION's prefix).
 
-    DESTINATION is REGISTRY/REPOSITORY[:TAG] (the tag defaults to the source's), or a bare
-    REGISTRY to keep the source's repository path. All platforms are copied unless --platform."""
+    DESTINATION is REGISTRY/REPOSITORY[:TAG] for one image or repository (the tag defaults to the
+    source's), or REGISTRY[/PREFIX]. All platforms are copied unless --platform. A bulk job keeps
+    going past an image that fails, journals its progress, and resumes where it stopped when run
+    again; it exits 1 if any image failed."""
+    from .auth import Credentials
+    from .bulk import Entry, load_job_file
+
+    if job_file:
+        if source_ref or destination:
+            raise click.UsageError("give either SOURCE DESTINATION or --config, not both")
+        entries, settings = load_job_file(job_file)
+        jobs = int(settings.get("jobs", jobs))
+        chunk_size = str(settings.get("chunk_size", chunk_size))
+        state_file = state_file or settings.get("state")
+        if settings.get("shards") and not shard and not shards:
+            shards = int(settings["shards"])
+        extra = make_filters((), (), None, None, shard, shards).shard
+        for e in entries:
+            e.filters.shard = extra
+    elif source_ref is None or destination is None:
+        raise click.UsageError("give SOURCE and DESTINATION, or --config FILE")
+    else:
+        entries = [Entry(source_ref, destination, make_filters(include, exclude, tags_re, latest, shard, shards),
+                         platform_, storage, Credentials.parse(src_creds) if src_creds else None,
+                         Credentials.parse(dest_creds) if dest_creds else None)]
+    base = transport_options(creds, insecure, ca_cert, jobs, retries, timeout)
+    if not job_file and destination.startswith(DAEMON):
+        return mirror_to_daemon(entries[0], base, as_registry, jobs, quiet, as_json)
+    run_mirror(entries, base, as_registry, parse_size(chunk_size), jobs, dry_run, state_file, delete_source,
+               gc_storage, quiet, as_json)
+
+
+def mirror_to_daemon(e: Any, base: Any, as_registry: str | None, jobs: int, quiet: bool, as_json: bool) -> None:
     from dataclasses import replace
 
     from .engine import resolve
     from .mediatypes import Platform
-    from .places.registry import Registry
-    from .push import Job, dest_for
     from .reference import parse
 
-    base = transport_options(creds, insecure, ca_cert, jobs, retries, timeout)
-    sources = Sources(dest_options(base, src_creds), storage, as_registry)
-    pushers = Pushers(dest_options(base, dest_creds), parse_size(chunk_size))
+    sources = Sources(dest_options(base, None) if not e.src_creds else replace(base, creds=e.src_creds),
+                      e.storage, as_registry)
     try:
-        ref = sources.parse(source_ref)
+        ref = sources.parse(e.source)
         source = sources(ref)
-        plat = Platform.parse(platform_) if platform_ else None
-        if destination.startswith(DAEMON):
-            img = resolve(source, ref, plat or Platform.host(), all_platforms=False)
-            name = destination[len(DAEMON):]
-            if name:
-                img.rename = replace(parse(name).with_default_tag(), digest=None)
-            run_load([img], lambda r: source, jobs, quiet, as_json)
-            return
-        dest = parse(destination)
-        if gc_storage and not delete_source:
-            raise PorterError("--gc-storage goes with --delete-source")
-        if delete_source and (plat or not isinstance(source, Registry)):
-            raise PorterError("--delete-source needs a registry source and every platform (no --platform)")
-        img = resolve(source, ref, plat, all_platforms=plat is None)
-        target = dest_for(img.ref, dest, keep_path=dest.is_registry)  # a digest-only source stays untagged
-        job = Job(img, source, target, pushers(target))
-        run_push([job], jobs, quiet, as_json)
-        if delete_source:
-            delete_migrated(job, source, quiet)
+        img = resolve(source, ref, Platform.parse(e.platform) if e.platform else Platform.host(), all_platforms=False)
+        name = e.destination[len(DAEMON):]
+        if name:
+            img.rename = replace(parse(name).with_default_tag(), digest=None)
+        run_load([img], lambda r: source, jobs, quiet, as_json)
     finally:
-        pushers.close()
         sources.close()
+
+
+def run_mirror(entries: list[Any], base: Any, as_registry: str | None, chunk: int, jobs: int, dry_run: bool,
+               state_file: str | None, delete_source: bool, gc_storage: str | None, quiet: bool,
+               as_json: bool) -> None:
+    from dataclasses import replace
+
+    from . import progress
+    from .bulk import job_key, plan
+    from .journal import Journal, default_path
+    from .mediatypes import Platform
+    from .places.base import Lister
+    from .places.registry import Registry
+    from .push import Job, preview, push
+    from .reference import parse
+
+    key = job_key(entries)
+    journal = Journal(state_file or default_path(key), key)
+    all_sources: list[Sources] = []
+    pushers: dict[Any, Pushers] = {}
+    planned: list[Any] = []
+    single = False
+    try:
+        for e in entries:
+            sources = Sources(replace(base, creds=e.src_creds) if e.src_creds else base, e.storage, as_registry)
+            all_sources.append(sources)
+            ref = sources.parse(e.source, allow_registry=True)
+            source = sources(ref)
+            single = len(entries) == 1 and bool(ref.tag or ref.digest)
+            if gc_storage and not delete_source:
+                raise PorterError("--gc-storage goes with --delete-source")
+            if delete_source and (e.platform or not isinstance(source, Registry)):
+                raise PorterError("--delete-source needs a registry source and every platform (no --platform)")
+            plat = Platform.parse(e.platform) if e.platform else None
+            dest = parse(e.destination)
+            push_to = pushers.setdefault(e.dest_creds, Pushers(replace(base, creds=e.dest_creds) if e.dest_creds
+                                                               else base, chunk, journal))
+            for p in plan(ref, dest, source, source if isinstance(source, Lister) else None, e.filters, plat, jobs):
+                p.pusher = push_to(p.dest)
+                planned.append(p)
+        if single and planned and planned[0].error:
+            raise PorterError(planned[0].error)
+        jobs_list = [Job(p.image, p.source, p.dest, p.pusher) for p in planned if p.image]
+        failed = [{"source": str(p.ref), "destination": str(p.dest), "state": "failed", "error": p.error}
+                  for p in planned if p.error]
+        if dry_run:
+            return report_preview(preview(jobs_list, jobs), failed, quiet, as_json)
+        summary = push(jobs_list, jobs, progress.make(quiet), journal, keep_going=not single)
+        if delete_source:
+            for j in jobs_list:
+                if j.state in ("copied", "present"):
+                    delete_migrated(j, j.source, quiet)
+    finally:
+        for pu in pushers.values():
+            pu.close()
+        for so in all_sources:
+            so.close()
+    summary["images"] += failed
+    summary["failed"] += len(failed)
+    if not summary["failed"] and not state_file:
+        journal.remove()
+    report_mirror(summary, single, quiet, as_json)
     if gc_storage:
         run_gc(gc_storage, dry_run=False, delete_untagged=False, upload_age="7d", force=False, as_json=False,
                quiet=quiet)
+    if summary["failed"]:
+        sys.exit(1)
+
+
+def report_mirror(summary: dict[str, Any], single: bool, quiet: bool, as_json: bool) -> None:
+    for img in summary["images"]:
+        if "source_digest" in img and not quiet:
+            click.echo(f"porter: note: pushed only {img['platform']} of {img['source']}: {img['destination']} is "
+                       f"{img['digest']}, not the index digest {img['source_digest']}", err=True)
+        if img["state"] == "failed":
+            click.echo(f"porter: failed: {img['source']}: {img['error']}", err=True)
+    b = summary["blobs"]
+    report(summary, as_json, quiet,
+           f"{summary['copied']} image(s) copied, {summary['present']} already there, {summary['failed']} failed; "
+           f"blobs: {b['uploaded']} uploaded ({human_size(summary['bytes_sent'])}), {b['mounted']} mounted, "
+           f"{b['skipped']} already there ({human_size(summary['bytes_skipped'])} not sent); "
+           f"{summary['seconds']:.2f}s")
+
+
+def report_preview(pre: dict[str, Any], failed: list[dict[str, Any]], quiet: bool, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({**pre, "failed": failed}, indent=2))
+        return
+    rows = [["SOURCE", "DESTINATION", "ACTION", "SIZE"]] + [
+        [i["source"], i["destination"], "copy" if i["state"] == "copy" else "already there", human_size(i["bytes"])]
+        for i in pre["images"]] + [[f["source"], f["destination"], f"fails: {f['error']}", ""] for f in failed]
+    click.echo(table(rows))
+    click.echo(f"{sum(i['state'] == 'copy' for i in pre['images'])} of {len(pre['images'])} image(s) to copy: "
+               f"{human_size(pre['bytes_to_send'])} to send, {human_size(pre['bytes_present'])} already at the "
+               f"destination" + (f"; {len(failed)} cannot be read" if failed else ""))
 
 
 def delete_migrated(job: Any, source: Any, quiet: bool) -> None:

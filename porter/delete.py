@@ -7,19 +7,15 @@ first and asks for ``--force``. Deleting frees no disk: ``porter gc`` does.
 """
 from __future__ import annotations
 
-import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .digest import read_all
 from .errors import NotFoundError, PorterError, RegistryError
-from .mediatypes import ACCEPT, Manifest, Platform
+from .mediatypes import ACCEPT, Manifest
 from .places.registry import Registry
 from .reference import Reference
-
-_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+from .selection import compile_re, created, newest_first
 
 
 class Deleter:
@@ -54,49 +50,11 @@ class Deleter:
             raise
 
     def created(self, repo: str, digest: str) -> datetime | None:
-        """The image's creation time from its config (an index: the host platform's, else the first)."""
-        m = self.reg.get_manifest(Reference(self.reg.host, repo), digest)
-        if m.is_index:
-            kids = [c for c in m.children if c.platform]
-            if not kids:
-                return None
-            try:
-                pick = m.pick(Platform.host())
-            except PorterError:
-                pick = kids[0]
-            m = self.reg.get_manifest(Reference(self.reg.host, repo), pick.digest)
-        cfg = m.config
-        raw = read_all(self.reg.blob_chunks(repo, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
-        try:
-            return parse_time(json.loads(raw).get("created"))
-        except (ValueError, AttributeError):
-            return None
+        return created(self.reg, Reference(self.reg.host, repo), digest)
 
     def children(self, repo: str, digest: str) -> set[str]:
         m: Manifest = self.reg.get_manifest(Reference(self.reg.host, repo), digest)
         return {c.digest for c in m.children}
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """RFC 3339 as image configs write it (nanoseconds included) → an aware datetime."""
-    if not text:
-        return None
-    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", text.strip())
-    if not m:
-        return None
-    frac = f".{m[2][:6]}" if m[2] else ""
-    tz = "+00:00" if m[3] in (None, "Z") else m[3]
-    return datetime.fromisoformat(m[1] + frac + tz)
-
-
-def semver_key(tag: str) -> tuple | None:
-    m = _SEMVER.match(tag)
-    if not m:
-        return None
-    pre = m[4]
-    # A release sorts after its pre-releases; pre-release parts compare numerically where they can.
-    pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
-    return (int(m[1]), int(m[2]), int(m[3]), 0 if pre else 1, pre_key)
 
 
 @dataclass
@@ -115,29 +73,18 @@ def plan_prune(d: Deleter, repo: str, keep_last: int | None, older_than: float |
     if keep_last is None and older_than is None:
         raise PorterError("say what to prune: --keep-last N and/or --older-than DURATION")
     now = now or datetime.now(timezone.utc)
-    try:
-        select = re.compile(tags_re) if tags_re else None
-        protect = re.compile(keep_re) if keep_re else None
-    except re.error as e:
-        raise PorterError(f"invalid regular expression: {e}") from None
+    select, protect = compile_re(tags_re, "--tags"), compile_re(keep_re, "--keep")
     digests = d.tag_digests(repo)
     with ThreadPoolExecutor(max_workers=d.jobs) as pool:
-        created = dict(zip(digests, pool.map(lambda t: d.created(repo, digests[t]), digests)))
-    rows = {t: PruneRow(t, dg, created[t]) for t, dg in digests.items()}
+        created_at = dict(zip(digests, pool.map(lambda t: d.created(repo, digests[t]), digests)))
+    rows = {t: PruneRow(t, dg, created_at[t]) for t, dg in digests.items()}
     for r in rows.values():
         if protect and protect.search(r.tag):
             r.reason = "protected by --keep"
         elif select and not select.search(r.tag):
             r.reason = "not matched by --tags"
-    candidates = [r for r in rows.values() if not r.reason]
-    keys = [semver_key(r.tag) for r in candidates]
-    oldest = datetime.min.replace(tzinfo=timezone.utc)
-    if candidates and all(keys):
-        candidates.sort(key=lambda r: semver_key(r.tag), reverse=True)  # type: ignore[arg-type,return-value]
-        order = "semver"
-    else:
-        candidates.sort(key=lambda r: (r.created or oldest, r.tag), reverse=True)
-        order = "creation time"
+    ordered, order = newest_first([r.tag for r in rows.values() if not r.reason], created_at)
+    candidates = [rows[t] for t in ordered]
     for i, r in enumerate(candidates):
         if keep_last is not None and i < keep_last:
             r.reason = f"among the newest {keep_last} by {order}"

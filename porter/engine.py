@@ -146,11 +146,23 @@ def copy_blobs(transfers: list[Transfer], open_sink: Callable[[Descriptor], Blob
     return stats
 
 
-def run_all(fn: Callable[[T], None], items: list[T], jobs: int, cancel: threading.Event) -> None:
-    """Run ``fn`` over ``items`` on ``jobs`` threads; the first failure (or Ctrl-C) sets ``cancel``,
-    stops what has not started, and is raised once the running ones have noticed."""
+def run_all(fn: Callable[[T], None], items: list[T], jobs: int, cancel: threading.Event,
+            keep_going: bool = False) -> dict[int, PorterError]:
+    """Run ``fn`` over ``items`` on ``jobs`` threads. The first failure (or Ctrl-C) sets
+    ``cancel``, stops what has not started, and is raised once the running ones have noticed —
+    unless ``keep_going``: then porter's own errors are collected by item index and returned."""
+    failures: dict[int, PorterError] = {}
+
+    def guarded(i: int, item: T) -> None:
+        try:
+            fn(item)
+        except PorterError as e:
+            if not keep_going or isinstance(e, Cancelled):
+                raise
+            failures[i] = e
+
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="porter")
-    futures = [pool.submit(fn, item) for item in items]
+    futures = [pool.submit(guarded, i, item) for i, item in enumerate(items)]
     try:
         wait(futures, return_when=FIRST_EXCEPTION)
         for f in futures:
@@ -162,3 +174,4 @@ def run_all(fn: Callable[[T], None], items: list[T], jobs: int, cancel: threadin
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    return failures

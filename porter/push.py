@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .engine import Cancelled, Image, run_all
+from .errors import PorterError
+from .journal import Journal
 from .mediatypes import Descriptor
 from .places.base import Source
 from .places.registry_push import Pusher
@@ -28,61 +30,86 @@ class Job:
     source: Source
     dest: Reference  # host + repository (+ tag, or none to push by digest only)
     pusher: Pusher
+    state: str = "pending"  # then "copied", "present" or "failed"
+    error: str = ""
+
+    @property
+    def dest_ref(self) -> str:
+        return self.dest.tag or self.image.listed.digest
 
 
 @dataclass
 class _Blob:
-    job: Job
     desc: Descriptor
+    jobs: list[Job]
 
 
-def push(jobs_: list[Job], jobs: int, progress: Quiet) -> dict[str, Any]:
+def push(jobs_: list[Job], jobs: int, progress: Quiet, journal: Journal | None = None,
+         keep_going: bool = False) -> dict[str, Any]:
+    """Push every job. With ``keep_going`` an image that fails is reported and the rest go on;
+    otherwise the first failure stops the run."""
     started = time.monotonic()
+    for j in jobs_:  # one HEAD per image: a destination serving the manifest has all it needs
+        if j.pusher.has_manifest(j.dest.repository, j.dest_ref, j.image.listed.digest):
+            j.state = "present"
     blobs: dict[tuple[str, str, str], _Blob] = {}
-    for j in jobs_:
+    for j in (j for j in jobs_ if j.state == "pending"):
         for d in j.image.blobs:
-            blobs.setdefault((j.dest.host, j.dest.repository, d.digest), _Blob(j, d))
+            blobs.setdefault((j.dest.host, j.dest.repository, d.digest), _Blob(d, [])).jobs.append(j)
     todo = sorted(blobs.values(), key=lambda b: -b.desc.size)
     progress.start(sum(b.desc.size for b in todo), len(todo))
     outcomes: Counter[str] = Counter()
-    sent = Counter[str]()
-    cancel = threading.Event()
-    lock = threading.Lock()
+    cancel, lock = threading.Event(), threading.Lock()
 
     def one(b: _Blob) -> None:
         if cancel.is_set():
             raise Cancelled("cancelled")
+        j = b.jobs[0]
         handle = progress.blob_started(b.desc.digest, b.desc.size)
-        counted = [0]
+        sent = 0
 
         def on_bytes(n: int) -> None:
+            nonlocal sent
             if cancel.is_set():
                 raise Cancelled("cancelled")
-            counted[0] += n
+            sent += n
             progress.advance(handle, n)
 
         try:
-            how = b.job.pusher.ensure_blob(b.job.dest.repository, b.desc, b.job.source,
-                                           b.job.image.ref.repository, on_bytes)
+            how = j.pusher.ensure_blob(j.dest.repository, b.desc, j.source, j.image.ref.repository, on_bytes)
         finally:
             progress.blob_finished(handle)
         with lock:
             outcomes[how] += 1
-            sent["bytes"] += counted[0]
+            outcomes["bytes_sent"] += sent
             if how != "uploaded":
-                sent["skipped_bytes"] += b.desc.size
+                outcomes["bytes_skipped"] += b.desc.size
 
     try:
-        run_all(one, todo, jobs, cancel)
+        failures = run_all(one, todo, jobs, cancel, keep_going)
     finally:
         progress.close()
-    for j in jobs_:
-        push_manifests(j)
+    for i, e in failures.items():
+        for j in todo[i].jobs:
+            j.state, j.error = "failed", j.error or str(e)
+    for j in (j for j in jobs_ if j.state == "pending"):
+        try:
+            push_manifests(j)
+        except PorterError as e:
+            if not keep_going:
+                raise
+            j.state, j.error = "failed", str(e)
+            continue
+        j.state = "copied"
+        if journal:
+            journal.image_done(str(j.dest), j.image.listed.digest)
+    states = Counter(j.state for j in jobs_)
     return {
         "images": [summary(j) for j in jobs_],
+        "copied": states["copied"], "present": states["present"], "failed": states["failed"],
         "blobs": {"uploaded": outcomes["uploaded"], "mounted": outcomes["mounted"], "skipped": outcomes["skipped"]},
-        "bytes_sent": sent["bytes"],
-        "bytes_skipped": sent["skipped_bytes"],
+        "bytes_sent": outcomes["bytes_sent"],
+        "bytes_skipped": outcomes["bytes_skipped"],
         "seconds": round(time.monotonic() - started, 3),
     }
 
@@ -92,12 +119,14 @@ def push_manifests(j: Job) -> None:
     children, top = kept[1:], kept[0]
     for m in reversed(children):  # deepest first: an index only after everything it names
         j.pusher.put_manifest(j.dest.repository, m.digest, m)
-    j.pusher.put_manifest(j.dest.repository, j.dest.tag or top.digest, top)
+    j.pusher.put_manifest(j.dest.repository, j.dest_ref, top)
 
 
 def summary(j: Job) -> dict[str, Any]:
     out = {"source": str(j.image.ref), "destination": str(j.dest), "digest": j.image.listed.digest,
-           "mediaType": j.image.listed.media_type}
+           "mediaType": j.image.listed.media_type, "state": j.state}
+    if j.error:
+        out["error"] = j.error
     if j.image.narrowed:
         out["source_digest"] = j.image.top.digest
         out["platform"] = str(j.image.platform)
@@ -113,3 +142,25 @@ def dest_for(src: Reference, dest: Reference, keep_path: bool) -> Reference:
         return Reference(dest.host, repo, src.tag)
     return Reference(dest.host, dest.repository, dest.tag or src.tag)
 
+
+
+def preview(jobs_: list[Job], jobs: int) -> dict[str, Any]:
+    """What a run would do: per image copy or present; bytes to move and bytes already there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def state(j: Job) -> str:
+        return "present" if j.pusher.has_manifest(j.dest.repository, j.dest_ref, j.image.listed.digest) else "copy"
+
+    blobs = {(j.dest.host, j.dest.repository, d.digest): (j, d) for j in jobs_ for d in j.image.blobs}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        states = list(pool.map(state, jobs_))
+        there = list(pool.map(lambda jd: jd[0].pusher.has_blob(jd[0].dest.repository, jd[1].digest), blobs.values()))
+    # A blob is sent once per destination registry: present anywhere there, it is mounted or skipped.
+    per_host: dict[tuple[str, str], tuple[int, bool]] = {}
+    for (host, _, digest), (_, d), t in zip(blobs, blobs.values(), there):
+        size, seen = per_host.get((host, digest), (d.size, False))
+        per_host[(host, digest)] = (size, seen or t)
+    return {"images": [{"source": str(j.image.ref), "destination": str(j.dest), "digest": j.image.listed.digest,
+                        "state": s, "bytes": sum(d.size for d in j.image.blobs)} for j, s in zip(jobs_, states)],
+            "bytes_to_send": sum(n for n, t in per_host.values() if not t),
+            "bytes_present": sum(n for n, t in per_host.values() if t)}

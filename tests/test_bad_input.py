@@ -38,9 +38,10 @@ def test_malformed_reference_exits_2(tmp_path, ref, why):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bare_registry_is_not_an_image(tmp_path, registry):
-    p = porter("export", registry.host, "-o", str(tmp_path / "a.tar"))
-    one_line_error(p, 1, "names a whole registry")
+def test_nothing_matched(tmp_path, registry):
+    p = porter("export", registry.host, "--include", "no/such/.*", "-o", str(tmp_path / "a.tar"))
+    one_line_error(p, 1, "no image matched")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_usage_error_exits_2(tmp_path):

@@ -16,7 +16,8 @@ from typing import Callable, Iterator
 import httpx
 
 from ..digest import Verifier
-from ..errors import DigestMismatch, RegistryError, TransportError
+from ..errors import DigestMismatch, PorterError, RegistryError, TransportError
+from ..journal import Journal
 from ..mediatypes import ACCEPT, Descriptor, Manifest
 from ..transport import RETRYABLE, error_for
 from .base import Source
@@ -33,9 +34,10 @@ class ChunkFailed(Exception):
 class Pusher:
     """Push side of one destination registry. ``on_bytes(n)`` reports upload progress."""
 
-    def __init__(self, registry: Registry, chunk_size: int = DEFAULT_CHUNK):
+    def __init__(self, registry: Registry, chunk_size: int = DEFAULT_CHUNK, journal: Journal | None = None):
         self.reg, self.http = registry, registry.http
         self.chunk_size = chunk_size
+        self.journal = journal
         self._lock = threading.Lock()
         self._inflight: dict[str, Future] = {}
         self._known: dict[str, set[str]] = {}  # digest -> repositories known to hold it
@@ -176,11 +178,35 @@ class Pusher:
         if r.status_code != 201:
             raise error_for(r, what)
 
+    def _resume_point(self, key: str, source: Source, src_repo: str, desc: Descriptor, v: Verifier,
+                      what: str) -> tuple[str, int] | None:
+        """An upload this job's journal left unfinished: where the registry says it stands, with
+        ``v`` fed the bytes it already has. None when the registry no longer knows it."""
+        saved = self.journal.upload(key) if self.journal else None
+        if not saved:
+            return None
+        try:
+            got, location = self._status(saved["location"], what)
+        except (ChunkFailed, PorterError, *RETRYABLE):
+            return None
+        if got > desc.size:
+            return None
+        for chunk in source.blob_chunks(src_repo, desc, 0):  # re-hash what the registry holds
+            take = chunk[: got - v.offset]
+            v.update(take)
+            if v.offset >= got:
+                break
+        return location, got
+
     def _chunked(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
                  on_bytes: Callable[[int], None], what: str) -> None:
-        location = self._start(repo)
+        key = Journal.upload_key(self.reg.host, repo, desc.digest)
         v = Verifier(desc.digest, desc.size, f"blob {desc.digest} from {source.name}/{src_repo}")
-        pos, failures, skip_to = 0, 0, None
+        resumed = self._resume_point(key, source, src_repo, desc, v, what)
+        if resumed is None:
+            v = Verifier(desc.digest, desc.size, v.what)
+        location, pos = resumed or (self._start(repo), 0)
+        failures, skip_to = 0, None
         while pos < desc.size:
             end = min(pos + self.chunk_size, desc.size)
             checkpoint = v.copy()
@@ -194,6 +220,8 @@ class Pusher:
                 err: Exception = e
             if r is not None and r.status_code == 202:
                 location, pos, skip_to, failures = self._location(r), end, None, 0
+                if self.journal:
+                    self.journal.upload_progress(key, location, pos)
                 continue
             if r is not None and r.status_code in (400, 405, 415, 416, 501) and pos == 0 and failures == 0:
                 self.chunked_ok = False  # this registry will not take chunks: whole-blob PUTs
@@ -212,9 +240,12 @@ class Pusher:
             if got < pos:
                 raise ChunkFailed(f"registry lost data before byte {pos} (has {got})")
             v, skip_to = checkpoint, (got if got > pos else None)
+        v.verify()  # never commit bytes that did not hash right
         r = self.http.client.put(self._with_digest(location, desc.digest), headers=OCTET)
         if r.status_code != 201:
             raise error_for(r, what)
+        if self.journal:
+            self.journal.upload_done(key)
 
     def _status(self, location: str, what: str) -> tuple[int, str]:
         r = self.http.with_retries(lambda: self.http.client.get(location), what)

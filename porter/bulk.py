@@ -1,0 +1,177 @@
+"""Bulk jobs: many images from a repository, a registry or a storage directory, in one run.
+
+An entry is a source, a destination and its filters; a job is one or more entries (from the
+command line, or a TOML job file) run through one bounded pool. Each source reference is
+expanded into images, each image resolved on its own (a failure marks that image, not the job).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import Credentials
+from .engine import Image, resolve
+from .errors import PorterError
+from .mediatypes import Platform
+from .places.base import Lister, Source
+from .reference import Reference, parse
+from .selection import Filters, expand
+
+
+@dataclass
+class Entry:
+    """One source → destination pair with its own filters and credentials."""
+
+    source: str
+    destination: str
+    filters: Filters = field(default_factory=Filters)
+    platform: str | None = None
+    storage: str | None = None
+    src_creds: Credentials | None = None
+    dest_creds: Credentials | None = None
+
+    def key(self) -> dict[str, Any]:
+        f = self.filters
+        return {"source": self.source, "destination": self.destination, "storage": self.storage,
+                "include": f.include, "exclude": f.exclude, "tags": f.tags, "latest": f.latest,
+                "shard": f.shard, "platform": self.platform}
+
+
+def job_key(entries: list[Entry]) -> str:
+    return json.dumps([e.key() for e in entries], sort_keys=True)
+
+
+@dataclass
+class Planned:
+    """An expanded image: resolved (``image``) or failed before it could be (``error``)."""
+
+    ref: Reference
+    dest: Reference
+    source: Source
+    image: Image | None = None
+    error: str = ""
+    pusher: Any = None  # set by the caller: where this image's destination registry is written
+
+
+def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister | None, filters: Filters,
+         platform: Platform | None, jobs: int) -> list[Planned]:
+    """Expand and resolve one entry. The destination keeps repository paths for a whole-registry
+    source (under dest's prefix) or a bare-registry destination."""
+    from .push import dest_for
+
+    refs = expand(source, lister, entry_ref, filters, jobs)
+    keep_path = entry_ref.is_registry or dest.is_registry or not entry_ref.repository
+
+    def one(ref: Reference) -> Planned:
+        p = Planned(ref, dest_for(ref, dest, keep_path=keep_path), source)
+        try:
+            p.image = resolve(source, ref, platform, all_platforms=platform is None)
+            p.dest = dest_for(p.image.ref, dest, keep_path=keep_path)
+        except PorterError as e:
+            p.error = str(e)
+        return p
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, refs))
+
+
+# --- job files ---------------------------------------------------------------------------------
+ENTRY_KEYS = {"source", "destination", "storage", "include", "exclude", "tags", "latest", "platform",
+              "source_credentials", "destination_credentials"}
+SETTINGS_KEYS = {"jobs", "chunk_size", "state", "insecure", "ca_cert", "retries", "timeout", "shards"}
+
+
+class JobFileError(PorterError):
+    exit_code = 2
+
+
+def _line_of(text: str, key: str, nth_table: int | None) -> int:
+    """Best line number for ``key`` (in the nth [[mirror]] table when given): tomllib gives none."""
+    lines = text.splitlines()
+    start, seen = 0, -1
+    if nth_table is not None:
+        for i, line in enumerate(lines):
+            if re.match(r"\s*\[\[\s*mirror\s*\]\]", line):
+                seen += 1
+                if seen == nth_table:
+                    start = i
+                    break
+    for i in range(start, len(lines)):
+        if re.match(rf"\s*{re.escape(key)}\s*=", lines[i]):
+            return i + 1
+    return start + 1
+
+
+def credentials_ref(value: Any, where: str) -> Credentials | None:
+    """``env:NAME`` reads NAME_USERNAME/NAME_PASSWORD; ``file:PATH`` reads USER:PASS from a file;
+    ``docker-config`` (the default) leaves it to docker's config.json."""
+    if value in (None, "docker-config"):
+        return None
+    if not isinstance(value, str):
+        raise JobFileError(f"{where}: credentials must be 'env:NAME', 'file:PATH' or 'docker-config'")
+    kind, _, arg = value.partition(":")
+    if kind == "env" and arg:
+        user = os.environ.get(f"{arg}_USERNAME")
+        if user is None:
+            raise JobFileError(f"{where}: environment variable {arg}_USERNAME is not set")
+        return Credentials(user, os.environ.get(f"{arg}_PASSWORD", ""))
+    if kind == "file" and arg:
+        try:
+            return Credentials.parse(open(arg).read().strip())
+        except OSError as e:
+            raise JobFileError(f"{where}: cannot read credentials file {arg}: {e.strerror}") from None
+    raise JobFileError(f"{where}: credentials must be 'env:NAME', 'file:PATH' or 'docker-config', not {value!r}")
+
+
+def load_job_file(path: str) -> tuple[list[Entry], dict[str, Any]]:
+    """Parse a TOML job file into entries and settings; errors name the file, line and key."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError as e:
+        raise JobFileError(f"{path}: {e.strerror}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise JobFileError(f"{path}: {e}") from None
+    settings = doc.get("settings", {})
+    for k in set(doc) - {"settings", "mirror"}:
+        raise JobFileError(f"{path}:{_line_of(text, k, None)}: unknown table or key {k!r} (expected [settings] and [[mirror]])")
+    if not isinstance(settings, dict):
+        raise JobFileError(f"{path}: [settings] must be a table")
+    for k in settings:
+        if k not in SETTINGS_KEYS:
+            raise JobFileError(f"{path}:{_line_of(text, k, None)}: unknown setting {k!r} "
+                               f"(known: {', '.join(sorted(SETTINGS_KEYS))})")
+    raw_entries = doc.get("mirror")
+    if not isinstance(raw_entries, list) or not raw_entries:
+        raise JobFileError(f"{path}: no [[mirror]] entries")
+    entries = []
+    for n, e in enumerate(raw_entries):
+        def where(key: str) -> str:
+            return f"{path}:{_line_of(text, key, n)}: [[mirror]] #{n + 1} {key}"
+
+        for k in e:
+            if k not in ENTRY_KEYS:
+                raise JobFileError(f"{where(k)}: unknown key (known: {', '.join(sorted(ENTRY_KEYS))})")
+        for k in ("source", "destination"):
+            if not isinstance(e.get(k), str) or not e[k]:
+                raise JobFileError(f"{where(k)}: required, a string")
+        for k, typ in (("include", list), ("exclude", list), ("tags", str), ("latest", int), ("platform", str),
+                       ("storage", str)):
+            if k in e and not isinstance(e[k], typ) or (typ is list and k in e and
+                                                         not all(isinstance(x, str) for x in e[k])):
+                raise JobFileError(f"{where(k)}: must be {'a list of strings' if typ is list else typ.__name__}")
+        try:
+            filters = Filters(e.get("include"), e.get("exclude"), e.get("tags"), e.get("latest"))
+        except PorterError as err:
+            bad = "tags" if "--tags" in str(err) else "include" if "--include" in str(err) else "exclude"
+            raise JobFileError(f"{where(bad)}: {err}") from None
+        entries.append(Entry(e["source"], e["destination"], filters, e.get("platform"), e.get("storage"),
+                             credentials_ref(e.get("source_credentials"), where("source_credentials")),
+                             credentials_ref(e.get("destination_credentials"), where("destination_credentials"))))
+    return entries, settings

@@ -1,0 +1,152 @@
+"""Which images a bulk job moves: expand a registry, a repository or an image into image
+references, through the filters (--include/--exclude, --tags, --latest, --shard).
+
+Version order: semantic versions where every considered tag parses as one, otherwise the
+image's creation time from its config (an index: the host platform's image, else the first).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from .digest import read_all
+from .errors import PorterError
+from .mediatypes import Platform
+from .places.base import Lister, Source
+from .reference import Reference
+
+_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """RFC 3339 as image configs write it (nanoseconds included) → an aware datetime."""
+    if not text:
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", text.strip())
+    if not m:
+        return None
+    frac = f".{m[2][:6]}" if m[2] else ""
+    tz = "+00:00" if m[3] in (None, "Z") else m[3]
+    return datetime.fromisoformat(m[1] + frac + tz)
+
+
+def semver_key(tag: str) -> tuple | None:
+    m = _SEMVER.match(tag)
+    if not m:
+        return None
+    pre = m[4]
+    # A release sorts after its pre-releases; pre-release parts compare numerically where they can.
+    pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
+    return (int(m[1]), int(m[2]), int(m[3]), 0 if pre else 1, pre_key)
+
+
+def created(source: Source, ref: Reference, digest: str | None = None) -> datetime | None:
+    """The image's creation time, from its config."""
+    m = source.get_manifest(ref, digest)
+    if m.is_index:
+        kids = [c for c in m.children if c.platform]
+        if not kids:
+            return None
+        try:
+            pick = m.pick(Platform.host())
+        except PorterError:
+            pick = kids[0]
+        m = source.get_manifest(ref, pick.digest)
+    cfg = m.config
+    raw = read_all(source.blob_chunks(ref.repository, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
+    try:
+        return parse_time(json.loads(raw).get("created"))
+    except (ValueError, AttributeError):
+        return None
+
+
+def newest_first(tags: list[str], when: dict[str, datetime | None]) -> tuple[list[str], str]:
+    """Tags ordered newest first, and by what ("semver" or "creation time")."""
+    if tags and all(semver_key(t) for t in tags):
+        return sorted(tags, key=semver_key, reverse=True), "semver"  # type: ignore[arg-type]
+    return sorted(tags, key=lambda t: (when.get(t) or OLDEST, t), reverse=True), "creation time"
+
+
+def compile_re(pattern: str | None, what: str) -> re.Pattern | None:
+    try:
+        return re.compile(pattern) if pattern else None
+    except re.error as e:
+        raise PorterError(f"invalid {what} regular expression {pattern!r}: {e}") from None
+
+
+@dataclass
+class Filters:
+    include: list[str] | None = None
+    exclude: list[str] | None = None
+    tags: str | None = None
+    latest: int | None = None
+    shard: tuple[int, int] | None = None  # (index, count), index from 0
+
+    def __post_init__(self) -> None:
+        self._inc = [compile_re(p, "--include") for p in self.include or []]
+        self._exc = [compile_re(p, "--exclude") for p in self.exclude or []]
+        self._tags = compile_re(self.tags, "--tags")
+
+    def repo_ok(self, repo: str) -> bool:
+        if self._inc and not any(r.fullmatch(repo) for r in self._inc if r):
+            return False
+        if any(r.fullmatch(repo) for r in self._exc if r):
+            return False
+        return self.shard is None or shard_of(repo, self.shard[1]) == self.shard[0]
+
+    def tag_ok(self, tag: str) -> bool:
+        return self._tags is None or bool(self._tags.search(tag))
+
+
+def shard_of(repo: str, count: int) -> int:
+    """A repository's shard: stable across machines and runs (not Python's salted hash)."""
+    return int(hashlib.sha256(repo.encode()).hexdigest()[:16], 16) % count
+
+
+def parse_shard(text: str | None, index_env: str | None, shards: int | None) -> tuple[int, int] | None:
+    """``--shard I/N`` (I from 0), or JOB_COMPLETION_INDEX with ``--shards N``."""
+    if text:
+        try:
+            i, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise PorterError(f"--shard takes I/N (e.g. 0/8), not {text!r}") from None
+    elif shards:
+        if index_env is None:
+            return None if shards == 1 else _missing_index()
+        i, n = int(index_env), shards
+    else:
+        return None
+    if not (n >= 1 and 0 <= i < n):
+        raise PorterError(f"shard {i}/{n}: the index must be from 0 to {n - 1}")
+    return i, n
+
+
+def _missing_index() -> tuple[int, int]:
+    raise PorterError("--shards needs JOB_COMPLETION_INDEX in the environment (a Kubernetes Indexed Job sets it) or --shard I/N")
+
+
+def expand(source: Source, lister: Lister | None, ref: Reference, f: Filters, jobs: int) -> list[Reference]:
+    """Image references for an image, a repository (every tag) or a whole registry/storage."""
+    if ref.tag or ref.digest:
+        return [ref] if (ref.is_registry or f.repo_ok(ref.repository)) else []
+    if lister is None:
+        raise PorterError(f"{ref}: this source cannot list tags; name an image with a tag")
+    repos = [ref.repository] if ref.repository else list(lister.repositories())
+    repos = [r for r in repos if f.repo_ok(r)]
+
+    def tags_of(repo: str) -> list[Reference]:
+        tags = [t for t in lister.tags(repo) if f.tag_ok(t)]
+        if f.latest is not None and len(tags) > f.latest:
+            when: dict[str, datetime | None] = {}
+            if not all(semver_key(t) for t in tags):
+                when = {t: created(source, Reference(ref.host, repo, t)) for t in tags}
+            tags = newest_first(tags, when)[0][: f.latest]
+        return [Reference(ref.host, repo, t) for t in sorted(tags)]
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return [r for refs in pool.map(tags_of, repos) for r in refs]
