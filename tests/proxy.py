@@ -43,6 +43,10 @@ class Fault:
     def mangle(self, seen: Seen, chunk: bytes, offset: int) -> bytes:
         return chunk
 
+    def hold(self, seen: Seen) -> float:
+        """Seconds to hold a request before forwarding it; dropped if the client goes away meanwhile."""
+        return 0.0
+
 
 class Proxy:
     def __init__(self, upstream: str, fault: Fault | None = None):
@@ -94,6 +98,9 @@ class Proxy:
                 h.wfile.write(rbody)
             return
         fwd = {k: v for k, v in headers.items() if k.lower() not in HOP}
+        if not self._held(h, self.fault.hold(seen)):
+            seen.status = -2  # the client went away while held: the registry never sees it
+            return
         if cut_req is not None:
             self._forward_partial(h, seen, fwd, body, length)
             return
@@ -128,6 +135,26 @@ class Proxy:
                 sent += len(chunk)
         finally:
             resp.close()
+
+    @staticmethod
+    def _held(h, seconds: float) -> bool:
+        """Wait up to ``seconds``; False as soon as the client has closed its connection."""
+        import socket
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            h.connection.setblocking(False)
+            try:
+                if h.connection.recv(1, socket.MSG_PEEK) == b"":
+                    return False
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False
+            finally:
+                h.connection.setblocking(True)
+            time.sleep(0.02)
+        return True
 
     def _forward_partial(self, h, seen: Seen, fwd: dict, body: bytes, length: int) -> None:
         """Send the registry the head of a request body on a raw socket, then hang up on both."""
