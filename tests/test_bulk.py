@@ -284,3 +284,15 @@ def test_export_bulk(source, tmp_path):
     assert p.returncode == 0, p.stderr
     refs = sorted(i["reference"].split(":")[-1] for i in json.loads(p.stdout)["images"])
     assert refs == ["v1.0.0", "v1.1.0", "v1.10.0"]
+
+
+def test_shipped_example_job_file_parses(monkeypatch):
+    from porter.bulk import load_job_file
+
+    monkeypatch.setenv("OLD_USERNAME", "u")
+    monkeypatch.setenv("OLD_PASSWORD", "p")
+    root = Path(__file__).resolve().parent.parent
+    entries, settings = load_job_file(str(root / "deploy/kubernetes/migration.toml"))
+    assert settings["jobs"] == 8 and len(entries) == 2
+    assert entries[0].src_creds.username == "u" and entries[0].filters.latest == 5
+    assert entries[1].platform == "linux/amd64"
