@@ -485,6 +485,8 @@ def mirror(source_ref: str | None, destination: str | None, job_file: str | None
         entries, settings = load_job_file(job_file)
         jobs = int(settings.get("jobs", jobs))
         chunk_size = str(settings.get("chunk_size", chunk_size))
+        retries, timeout = int(settings.get("retries", retries)), float(settings.get("timeout", timeout))
+        insecure, ca_cert = bool(settings.get("insecure", insecure)), settings.get("ca_cert", ca_cert)
         state_file = state_file or settings.get("state")
         if settings.get("shards") and not shard and not shards:
             shards = int(settings["shards"])
