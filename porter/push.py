@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,12 @@ def push(jobs_: list[Job], jobs: int, progress: Quiet, journal: Journal | None =
     """Push every job. With ``keep_going`` an image that fails is reported and the rest go on;
     otherwise the first failure stops the run."""
     started = time.monotonic()
-    for j in jobs_:  # one HEAD per image: a destination serving the manifest has all it needs
-        if j.pusher.has_manifest(j.dest.repository, j.dest_ref, j.image.listed.digest):
+    # One HEAD per image: a destination that serves the manifest has everything it references.
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        there = list(pool.map(lambda j: j.pusher.has_manifest(j.dest.repository, j.dest_ref, j.image.listed.digest),
+                              jobs_))
+    for j, present in zip(jobs_, there):
+        if present:
             j.state = "present"
     blobs: dict[tuple[str, str, str], _Blob] = {}
     for j in (j for j in jobs_ if j.state == "pending"):
@@ -92,17 +97,15 @@ def push(jobs_: list[Job], jobs: int, progress: Quiet, journal: Journal | None =
     for i, e in failures.items():
         for j in todo[i].jobs:
             j.state, j.error = "failed", j.error or str(e)
-    for j in (j for j in jobs_ if j.state == "pending"):
-        try:
-            push_manifests(j)
-        except PorterError as e:
-            if not keep_going:
-                raise
-            j.state, j.error = "failed", str(e)
-            continue
+    def finish(j: Job) -> None:
+        push_manifests(j)
         j.state = "copied"
         if journal:
             journal.image_done(str(j.dest), j.image.listed.digest)
+
+    pending = [j for j in jobs_ if j.state == "pending"]
+    for i, e in run_all(finish, pending, jobs, cancel, keep_going).items():
+        pending[i].state, pending[i].error = "failed", str(e)
     states = Counter(j.state for j in jobs_)
     return {
         "images": [summary(j) for j in jobs_],
@@ -119,7 +122,8 @@ def push_manifests(j: Job) -> None:
     children, top = kept[1:], kept[0]
     for m in reversed(children):  # deepest first: an index only after everything it names
         j.pusher.put_manifest(j.dest.repository, m.digest, m)
-    j.pusher.put_manifest(j.dest.repository, j.dest_ref, top)
+    # push() found the top manifest missing a moment ago: no second HEAD for it.
+    j.pusher.put_manifest(j.dest.repository, j.dest_ref, top, check=False)
 
 
 def summary(j: Job) -> dict[str, Any]:
@@ -146,7 +150,6 @@ def dest_for(src: Reference, dest: Reference, keep_path: bool) -> Reference:
 
 def preview(jobs_: list[Job], jobs: int) -> dict[str, Any]:
     """What a run would do: per image copy or present; bytes to move and bytes already there."""
-    from concurrent.futures import ThreadPoolExecutor
 
     def state(j: Job) -> str:
         return "present" if j.pusher.has_manifest(j.dest.repository, j.dest_ref, j.image.listed.digest) else "copy"
