@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test bench deps venv clean
+.PHONY: demo test bench deps venv clean reliability-table
 
 $(BIN)/porter: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: deps venv
 ## bench: porter vs skopeo vs curl on local registries, printed as ratios
 bench: deps venv
 	$(BIN)/python bench/bench.py
+
+## reliability-table: regenerate README's Reliability table from the tests' fault markers
+reliability-table: venv
+	$(BIN)/python scripts/reliability_table.py --write README.md
 
 clean:
 	rm -rf $(VENV) bench-out *.egg-info

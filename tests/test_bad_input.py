@@ -26,6 +26,7 @@ def one_line_error(p: subprocess.CompletedProcess, code: int, *needles: str) -> 
     return err
 
 
+@pytest.mark.fault('a malformed image reference', 'one line naming the problem; exit 2; nothing written')
 @pytest.mark.parametrize("ref,why", [
     ("127.0.0.1:5000/Team/api:1", "uppercase"),
     ("127.0.0.1:5000/team/api:bad:tag", "bad"),
@@ -49,6 +50,7 @@ def test_usage_error_exits_2(tmp_path):
     assert p.returncode == 2 and b"--output" in p.stderr
 
 
+@pytest.mark.fault('an unknown repository or tag', 'one line naming it; exit 1; nothing written')
 @pytest.mark.parametrize("ref,needle", [("team/api:nope", "not found"), ("team/nothere:1", "not found")])
 def test_unknown_image(registry, tmp_path, ref, needle):
     p = porter("export", f"{registry.host}/{ref}", "-o", str(tmp_path / "a.tar"))
@@ -56,11 +58,13 @@ def test_unknown_image(registry, tmp_path, ref, needle):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.fault('registry unreachable (connection refused)', 'retried with backoff, then one line; exit 1')
 def test_unreachable_registry(tmp_path):
     p = porter("export", f"127.0.0.1:{free_port()}/team/api:1", "-o", str(tmp_path / "a.tar"), "--retries", "1")
     one_line_error(p, 1, "unreachable")
 
 
+@pytest.mark.fault('output file already exists', 'refused without --force; the file is untouched')
 def test_refuses_to_overwrite_without_force(registry, tmp_path):
     out = tmp_path / "a.tar"
     out.write_bytes(b"keep me")
@@ -71,11 +75,13 @@ def test_refuses_to_overwrite_without_force(registry, tmp_path):
     assert out.stat().st_size > 1000
 
 
+@pytest.mark.fault('output directory missing', 'one line; exit 1')
 def test_missing_output_directory(registry, tmp_path):
     p = porter("export", f"{registry.host}/team/api:1.4", "-o", str(tmp_path / "no" / "a.tar"))
     one_line_error(p, 1, "does not exist")
 
 
+@pytest.mark.fault('output directory not writable', 'one line; exit 1; nothing left behind')
 def test_unwritable_output_directory(registry, tmp_path):
     d = tmp_path / "ro"
     d.mkdir()
@@ -110,6 +116,7 @@ def small_fs(tmp_path):
         subprocess.run(["umount", str(d)], check=True)
 
 
+@pytest.mark.fault('disk full before the archive fits', 'space reserved up front: one line; exit 1; no partial file')
 def test_disk_full(registry, small_fs):
     d = small_fs(600 * 1024)
     p = porter("export", f"{registry.host}/team/api:1.4", "-o", str(d / "a.tar"))
@@ -117,6 +124,7 @@ def test_disk_full(registry, small_fs):
     assert list(d.iterdir()) == []
 
 
+@pytest.mark.fault('disk full while writing .tar.zst', 'one line; exit 1; temp files removed')
 def test_disk_full_while_compressing(registry, small_fs, tmp_path):
     ref = f"{registry.host}/team/api:1.4"
     porter("export", ref, "-o", str(tmp_path / "probe.tar"), check=True)
@@ -137,6 +145,7 @@ class Slow(Fault):
         return chunk
 
 
+@pytest.mark.fault('SIGINT / SIGTERM during an export', 'exit 130 / 143; the partial archive is removed')
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_removes_partial_output(registry, tmp_path, sig, code):
     proxy = Proxy(registry.url, Slow())

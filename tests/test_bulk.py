@@ -125,6 +125,7 @@ class BreakOne(Fault):
         return chunk
 
 
+@pytest.mark.fault('one image of a bulk job failing', 'reported with its reason; the others complete; exit 1')
 def test_failing_image_does_not_stop_others(source, fresh_registry):
     dest = fresh_registry()
     proxy = Proxy(source.url, BreakOne("/team/svc1/manifests/v1.1.0"))
@@ -164,6 +165,7 @@ tags = '^v2'
     assert tags_at(b) == {f"mirror/team/svc{r}:{t}" for r in (2, 3) for t in ("v2.0.0", "v2.0.0-rc.1")}
 
 
+@pytest.mark.fault('a malformed job file', 'one line naming file, line and key; exit 2')
 @pytest.mark.parametrize("body,needle", [
     ('[[mirror]]\nsource = "a"\n', ":1: [[mirror]] #1 destination: required"),
     ('[[mirror]]\nsource = "a"\ndestination = "b"\nlatest = "five"\n', ":4: [[mirror]] #1 latest: must be int"),
@@ -205,6 +207,7 @@ def big(source):
                               [os.urandom(6 * 1024 * 1024 + 7)])
 
 
+@pytest.mark.fault('kill -9 between upload chunks', 'rerun continues the upload at the journaled offset')
 def test_kill_9_mid_upload_resumes_from_journal(source, big, fresh_registry, tmp_path):
     dest = fresh_registry()
     proxy = Proxy(dest.url, HoldFourthChunk())
@@ -237,6 +240,7 @@ def test_kill_9_mid_upload_resumes_from_journal(source, big, fresh_registry, tmp
         proxy.stop()
 
 
+@pytest.mark.fault('kill -9 at several points of a bulk mirror', 'rerun completes; no finished blob is sent again')
 def test_kill_9_at_several_points_then_rerun(source, fresh_registry, tmp_path):
     dest = fresh_registry()
     proxy = Proxy(dest.url)
@@ -266,6 +270,7 @@ def test_kill_9_at_several_points_then_rerun(source, fresh_registry, tmp_path):
         proxy.stop()
 
 
+@pytest.mark.fault('a corrupt or foreign journal', 'reported and ignored; the registry decides')
 def test_corrupt_or_foreign_journal_is_ignored(source, fresh_registry, tmp_path):
     dest = fresh_registry()
     state = tmp_path / "job.json"

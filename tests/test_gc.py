@@ -112,6 +112,7 @@ def test_gc_delete_untagged_keeps_multiarch_children(scenario, tmp_path):
         assert skopeo_digest(f"{scenario.host}/{repo}@{arm.digest}") == arm.digest
 
 
+@pytest.mark.fault('gc on a non-storage directory, or while uploads are active', 'refused; says to stop the registry or make it read-only')
 def test_gc_refuses_non_storage_and_active_uploads(scenario, tmp_path):
     p = porter("gc", str(tmp_path))
     assert p.returncode == 1 and b"is not registry storage" in p.stderr
@@ -167,6 +168,7 @@ def test_delete_by_tag_and_shared_digest(tools, tmp_path):
         reg.stop()
 
 
+@pytest.mark.fault('delete on a registry with deletion disabled (405)', 'one line naming the config key to set')
 def test_delete_disabled_405(tools, tmp_path):
     reg = Registry(tmp_path / "reg", free_port())
     reg.config = lambda: {**Registry.config(reg), "storage": {"filesystem": {"rootdirectory": str(reg.storage)}}}

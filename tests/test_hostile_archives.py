@@ -48,6 +48,7 @@ def layer_of(good: Path) -> str:
         return json.loads(t.extractfile("manifest.json").read())[0]["Layers"][-1]
 
 
+@pytest.mark.fault('archive blob not matching its digest', 'refused naming the blob; nothing pushed under a tag')
 def test_blob_not_matching_digest(good, fresh_registry, tmp_path):
     layer = layer_of(good)
 
@@ -63,6 +64,7 @@ def test_blob_not_matching_digest(good, fresh_registry, tmp_path):
     assert httpx.get(f"{dest.url}/v2/team/api/tags/list").status_code == 404  # nothing under a tag
 
 
+@pytest.mark.fault('archive lacking a blob its manifest lists', 'refused before anything is pushed')
 def test_missing_blob(good, fresh_registry, tmp_path):
     layer = layer_of(good)
     bad = rebuild(good, tmp_path / "bad.tar", lambda m, d: [] if m.name == layer else [(m, d)])
@@ -72,6 +74,7 @@ def test_missing_blob(good, fresh_registry, tmp_path):
     nothing_pushed(dest)
 
 
+@pytest.mark.fault('archive members with ../, absolute paths, symlinks, hardlinks, devices, FIFOs, duplicates', 'refused naming the member; nothing pushed')
 @pytest.mark.parametrize("member,needle", [
     ({"name": "../evil", "size": 0}, b"points outside"),
     ({"name": "/etc/evil", "size": 0}, b"absolute path"),
@@ -90,6 +93,7 @@ def test_hostile_members(good, fresh_registry, tmp_path, member, needle):
     nothing_pushed(dest)
 
 
+@pytest.mark.fault('index.json naming a path outside blobs/', 'refused (malformed digest); nothing pushed')
 def test_index_pointing_outside_blobs(good, fresh_registry, tmp_path):
     def evil(m, d):
         if m.name == "index.json":
@@ -106,6 +110,7 @@ def test_index_pointing_outside_blobs(good, fresh_registry, tmp_path):
     nothing_pushed(dest)
 
 
+@pytest.mark.fault('oversized index.json', 'refused; nothing pushed')
 def test_oversized_json(good, fresh_registry, tmp_path):
     def huge(m, d):
         if m.name == "index.json":
@@ -120,6 +125,7 @@ def test_oversized_json(good, fresh_registry, tmp_path):
     nothing_pushed(dest)
 
 
+@pytest.mark.fault('a zstd bomb', 'decompression stopped at the limit; refused; temp file removed')
 def test_zstd_bomb(fresh_registry, tmp_path):
     bomb = tmp_path / "bomb.tar.zst"
     cctx = zstandard.ZstdCompressor(level=19)
@@ -136,6 +142,7 @@ def test_zstd_bomb(fresh_registry, tmp_path):
     assert list(scratch.iterdir()) == []  # the partial decompression is gone
 
 
+@pytest.mark.fault('a file that is not a tar', 'one line; exit 1')
 def test_not_an_archive(fresh_registry, tmp_path):
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tar file at all" * 100)

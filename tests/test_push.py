@@ -181,6 +181,7 @@ def big_image(registry):
                               [layer])
 
 
+@pytest.mark.fault('an upload chunk answered 503', 'registry asked for its offset; upload goes on from there')
 def test_failed_chunk_resumes_at_reported_offset(registry, big_image, fresh_registry):
     dest = fresh_registry()
     proxy = Proxy(dest.url, FailPatch(3))
@@ -198,6 +199,7 @@ def test_failed_chunk_resumes_at_reported_offset(registry, big_image, fresh_regi
         proxy.stop()
 
 
+@pytest.mark.fault('connection dropped mid-chunk (upload)', 'the registry voids that upload; the blob is sent again; completes')
 def test_cut_chunk_still_completes(registry, big_image, fresh_registry):
     dest = fresh_registry()
     proxy = Proxy(dest.url, CutPatch(3))
@@ -218,6 +220,7 @@ class Slow(Fault):
         return None
 
 
+@pytest.mark.fault('kill -9 during import', 'rerun completes; no finished blob is sent again')
 def test_kill_9_then_rerun_sends_no_finished_blob(archive, fresh_registry):
     dest = fresh_registry()
     proxy = Proxy(dest.url, Slow())
@@ -256,6 +259,7 @@ class NoChunks(Fault):
         return None
 
 
+@pytest.mark.fault('a registry refusing chunked uploads', 'falls back to whole-blob PUTs')
 def test_monolithic_fallback_when_chunks_refused(registry, big_image, fresh_registry):
     dest = fresh_registry()
     proxy = Proxy(dest.url, NoChunks())

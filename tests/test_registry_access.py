@@ -50,6 +50,7 @@ def test_credential_helper(basic_registry, tmp_path):
               env={"DOCKER_CONFIG": str(cfg), "PATH": f"{bindir}:{os.environ['PATH']}"})
 
 
+@pytest.mark.fault('wrong password (Basic auth)', 'one line naming 401, without the password; exit 1')
 def test_wrong_password_is_one_line_and_leaves_nothing(basic_registry, tmp_path):
     p = porter("export", f"{basic_registry.host}/team/api:1.4", "-o", str(tmp_path / "a.tar"),
                "--creds", f"{USER}:wrong-{PASSWORD}")
@@ -74,12 +75,14 @@ def test_token_auth(token_registry, token_server, tmp_path):
     assert token_server.issued - before <= 2
 
 
+@pytest.mark.fault('wrong password (token auth)', 'one line: authentication failed; exit 1')
 def test_token_auth_wrong_password(token_registry, tmp_path):
     p = porter("export", f"{token_registry.host}/team/api:1.4", "-o", str(tmp_path / "a.tar"),
                "--creds", f"{USER}:nope")
     assert p.returncode == 1 and b"authentication failed" in p.stderr
 
 
+@pytest.mark.fault('TLS certificate from an unknown CA', 'refused until --ca-cert, certs.d or --insecure')
 def test_tls_needs_trusted_ca(tls_registry, tmp_path):
     ref = f"{tls_registry.host}/team/api:1.4"
     p = porter("export", ref, "-o", str(tmp_path / "a.tar"))
@@ -107,6 +110,7 @@ class DropOnce(Fault):
         return None
 
 
+@pytest.mark.fault('connection dropped mid-blob, a body shorter than its Content-Length (download)', 'resumed with Range: only the remainder is fetched')
 def test_dropped_connection_resumes_with_range(registry, catalog, tmp_path):
     base = catalog["api"].blobs[1]  # the busybox layer, ~1 MB
     proxy = Proxy(registry.url, DropOnce(base, 300_000))
@@ -138,6 +142,7 @@ class FailFirst(Fault):
         return None
 
 
+@pytest.mark.fault('500 / 503 / 429 with Retry-After on manifests', 'retried with backoff, Retry-After honoured; completes')
 @pytest.mark.parametrize("status,headers", [(503, {}), (500, {}), (429, {"Retry-After": "1"})])
 def test_retries_temporary_errors(registry, tmp_path, status, headers):
     import time
@@ -153,6 +158,7 @@ def test_retries_temporary_errors(registry, tmp_path, status, headers):
         proxy.stop()
 
 
+@pytest.mark.fault('a registry that keeps answering 503', 'gives up after --retries: one line; exit 1; nothing written')
 def test_gives_up_after_retries(registry, tmp_path):
     proxy = Proxy(registry.url, FailFirst(503, 100))
     try:
@@ -175,6 +181,7 @@ class RedirectBlobs(Fault):
         return None
 
 
+@pytest.mark.fault('blob redirect to another host', 'followed without the Authorization header')
 def test_redirect_does_not_leak_credentials(basic_registry, registry, tmp_path):
     # Object storage stand-in: the plain registry behind a recording proxy on another port.
     storage = Proxy(registry.url)
@@ -199,6 +206,7 @@ class Corrupt(Fault):
         return chunk
 
 
+@pytest.mark.fault('flipped bytes in a blob (export)', 'refused naming the digest; exit 1; no archive left')
 def test_corrupt_blob_refused(registry, catalog, tmp_path):
     layer = catalog["api"].blobs[2]
     proxy = Proxy(registry.url, Corrupt(layer))
@@ -224,6 +232,7 @@ class ServeSchema1(Fault):
         return None
 
 
+@pytest.mark.fault('a Docker schema 1 manifest', 'one line: not supported; exit 1')
 def test_schema1_is_refused_clearly(registry, tmp_path):
     proxy = Proxy(registry.url, ServeSchema1())
     try:

@@ -121,6 +121,7 @@ def _blob(root: Path, digest: str) -> Path:
     return root / "docker/registry/v2/blobs/sha256" / h[:2] / h / "data"
 
 
+@pytest.mark.fault('corrupt blob in a storage directory', 'export refused naming it; ls --check reports it, exit 1')
 def test_corrupt_blob(own, broken, tmp_path):
     layer = own.pushed["app"].blobs[2]
     p = _blob(broken, layer)
@@ -132,6 +133,7 @@ def test_corrupt_blob(own, broken, tmp_path):
     assert c.returncode == 1 and layer.encode() in c.stderr and b"1 problem" in c.stderr
 
 
+@pytest.mark.fault('missing blob in a storage directory', 'export refused naming it; ls --check reports it')
 def test_missing_blob(own, broken, tmp_path):
     layer = own.pushed["app"].blobs[2]
     _blob(broken, layer).unlink()
@@ -141,6 +143,7 @@ def test_missing_blob(own, broken, tmp_path):
     assert c.returncode == 1 and b"missing" in c.stderr
 
 
+@pytest.mark.fault('tag link pointing at a missing manifest', 'named in the error and by ls --check')
 def test_dangling_tag_link(own, broken, tmp_path):
     _blob(broken, own.pushed["app"].digest).unlink()
     r = porter("export", "--storage", str(broken), "team/app:1.0", "-o", str(tmp_path / "a.tar"))
@@ -155,6 +158,7 @@ def test_clean_check_passes(own):
     assert b"0 problem(s)" in c.stderr
 
 
+@pytest.mark.fault('a directory that is not registry storage', 'one line; exit 1')
 def test_not_registry_storage(tmp_path):
     (tmp_path / "random").mkdir()
     for d, needle in ((tmp_path / "random", b"is not registry storage"), (tmp_path / "nope", b"no such directory")):
@@ -169,6 +173,7 @@ def test_unknown_repository_and_tag(own, tmp_path):
     assert r.returncode == 1 and b"team/app:9.9: not found" in r.stderr
 
 
+@pytest.mark.fault('an unreadable file in storage', 'one line naming it; no traceback')
 def test_unreadable_file(own, broken, tmp_path):
     p = _blob(broken, own.pushed["app"].blobs[2])
     p.unlink()
