@@ -19,7 +19,7 @@ from .engine import Image, resolve
 from .errors import PorterError
 from .mediatypes import Platform
 from .places.base import Lister, Source
-from .reference import Reference, parse
+from .reference import Reference
 from .selection import Filters, expand
 
 

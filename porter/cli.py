@@ -1,179 +1,18 @@
-"""porter's command line: parse arguments, build places, call the engine, print a summary."""
+"""porter's command line: parse arguments, build places, call the jobs, print a summary."""
 from __future__ import annotations
 
-import functools
 import json
-import os
-import signal
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from . import __version__
+from .endpoints import DAEMON, Sources, registry_for
 from .errors import PorterError
-
-EXIT_SIGINT, EXIT_SIGTERM = 130, 143
-DAEMON = "docker-daemon:"
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so cleanup runs as for Ctrl-C."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-def fail(message: str, code: int = 1) -> None:
-    click.echo(f"porter: error: {message}", err=True)
-    sys.stdout.flush()
-    os._exit(code)  # transfer threads may still be blocked in reads; cleanup already ran
-
-
-def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn porter's errors and interrupts into one line on stderr and the right exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        try:
-            return fn(*args, **kwargs)
-        except PorterError as e:
-            fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)
-        except KeyboardInterrupt:
-            fail("interrupted; partial output removed", EXIT_SIGINT)
-        except Terminated:
-            fail("terminated; partial output removed", EXIT_SIGTERM)
-        except BrokenPipeError:
-            fail("output pipe closed", 1)
-
-    return wrapper
-
-
-def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every command that talks to registries takes."""
-    opts = [
-        click.option("--creds", metavar="USER:PASS", help="Registry credentials (else PORTER_USERNAME/PORTER_PASSWORD, else docker's config.json)."),
-        click.option("--insecure", is_flag=True, help="Allow plain HTTP and unverified TLS (always allowed for loopback hosts' plain HTTP)."),
-        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Extra CA certificate to trust (also read: /etc/docker/certs.d/HOST:PORT/ca.crt)."),
-        click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Blobs transferred at once."),
-        click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True, help="Retries per request on connection errors, 5xx and 429."),
-        click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True, help="Seconds without data before a connection counts as stalled."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
-        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
-
-
-def storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Read images from a registry's raw storage directory instead of over HTTP."""
-    fn = click.option("--as-registry", metavar="HOST[:PORT]",
-                      help="With --storage: name images as if served by this registry (e.g. for docker load tags).")(fn)
-    return click.option("--storage", metavar="DIR", type=click.Path(file_okay=False),
-                        help="A registry's storage root (holding docker/registry/v2) to read directly, no server.")(fn)
-
-
-def bulk_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options of the commands that can take whole repositories or registries."""
-    opts = [
-        click.option("--include", multiple=True, metavar="REGEX", help="Only repositories matching (whole name; repeatable)."),
-        click.option("--exclude", multiple=True, metavar="REGEX", help="Skip repositories matching (whole name; repeatable)."),
-        click.option("--tags", "tags_re", metavar="REGEX", help="Only tags matching (searched)."),
-        click.option("--latest", type=click.IntRange(1), metavar="N", help="Only the newest N tags per repository (semver, else creation time)."),
-        click.option("--shard", metavar="I/N", help="Take only shard I (from 0) of N, split by repository."),
-        click.option("--shards", type=click.IntRange(1), metavar="N", help="N shards, this one's index from JOB_COMPLETION_INDEX."),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
-
-
-def make_filters(include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
-                 shard: str | None, shards: int | None) -> Any:
-    from .selection import Filters, parse_shard
-
-    return Filters(list(include) or None, list(exclude) or None, tags_re, latest,
-                   parse_shard(shard, os.environ.get("JOB_COMPLETION_INDEX"), shards))
-
-
-def transport_options(creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float):
-    from .auth import Credentials
-    from .transport import Options
-
-    return Options(creds=Credentials.parse(creds) if creds else None, insecure=insecure, ca_cert=ca_cert,
-                   jobs=jobs, retries=retries, timeout=timeout)
-
-
-class Sources:
-    """Where images are read from: one Storage for ``--storage DIR``, else one Registry per host.
-
-    Storage images are named by repository path alone (``team/api:1.4``), or as if served by
-    ``--as-registry HOST``, so that ``docker load`` tags them the way the registry would."""
-
-    def __init__(self, opts: Any, storage: str | None = None, as_registry: str | None = None):
-        self.opts, self.storage_dir = opts, storage
-        self.names_host = as_registry or ""
-        self._storage: Any = None
-        self._daemon: Any = None
-        self._by_host: dict[str, Any] = {}
-        if storage:
-            from .places.storage import Storage
-
-            self._storage = Storage(storage)
-        elif as_registry:
-            raise PorterError("--as-registry only applies with --storage")
-
-    def parse(self, text: str, allow_registry: bool = False) -> Any:
-        from .reference import Reference, parse
-
-        if self._storage is not None and text in ("", "/"):
-            return Reference(self.names_host)  # the whole storage directory
-
-        if text.startswith(DAEMON):
-            if self._storage is not None:
-                raise PorterError("--storage and a docker-daemon: source do not go together")
-            from .places.daemon import DaemonSource
-
-            ref = parse(text[len(DAEMON):]).with_default_tag()
-            self._daemon = DaemonSource(text[len(DAEMON):])
-            return ref
-        ref = parse(text, host=self.names_host) if self._storage else parse(text)
-        if ref.is_registry and not allow_registry:
-            raise PorterError(f"{ref} names a whole registry; name an image (host/repository[:tag])")
-        return ref
-
-    def __call__(self, ref: Any) -> Any:
-        if self._daemon is not None:
-            return self._daemon
-        if self._storage is not None:
-            return self._storage
-        if ref.host not in self._by_host:
-            from .places.registry import Registry
-
-            self._by_host[ref.host] = Registry(ref, self.opts)
-        return self._by_host[ref.host]
-
-    def close(self) -> None:
-        for r in self._by_host.values():
-            r.close()
-        if self._daemon is not None:
-            self._daemon.close()
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
-
-
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+from .options import (bulk_options, dest_options, make_filters, parse_size, push_options, registry_options,
+                      run_guarded, storage_options, transport_options)
+from .output import human_size, report, report_load, report_preview, report_push, say, table
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -235,13 +74,6 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
            f"{human_size(summary['archive_bytes'])} in {summary['seconds']:.2f}s")
 
 
-def report(summary: dict[str, Any], as_json: bool, quiet: bool, line: str) -> None:
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-    elif not quiet:
-        click.echo(line, err=summary.get("output") == "-")
-
-
 @main.command(name="ls", epilog="""\b
 Examples:
   porter ls 127.0.0.1:5000                     # every repository (catalog, paginated)
@@ -300,86 +132,6 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
         sys.exit(1)
 
 
-def parse_size(text: str) -> int:
-    units = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
-             "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
-    t = text.strip().lower()
-    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
-    try:
-        n = int(float(num) * units[t[len(num):].strip()])
-    except (ValueError, KeyError):
-        raise click.BadParameter(f"{text!r} is not a size like 64MiB") from None
-    if n < 1 << 20:
-        raise click.BadParameter("chunk size must be at least 1MiB")
-    return n
-
-
-def push_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Options of the commands that push into a registry."""
-    opts = [
-        click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]",
-                     help="Push only this platform of multi-platform images (the pushed digest then differs from the index's)."),
-        click.option("--chunk-size", default="64MiB", show_default=True, help="Upload blobs larger than this in chunks of this size."),
-        click.option("--dest-creds", metavar="USER:PASS", help="Credentials for the destination registry (default: --creds)."),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
-
-
-def run_push(jobs_list: list[Any], jobs: int, quiet: bool, as_json: bool) -> dict[str, Any]:
-    from . import progress
-    from .push import push
-
-    summary = push(jobs_list, jobs, progress.make(quiet))
-    for img in summary["images"]:
-        if "source_digest" in img and not quiet:
-            click.echo(f"porter: note: pushed only {img['platform']} of {img['source']}: {img['destination']} is "
-                       f"{img['digest']}, not the index digest {img['source_digest']}", err=True)
-    b = summary["blobs"]
-    report(summary, as_json, quiet, f"pushed {len(summary['images'])} image(s): {b['uploaded']} blobs uploaded "
-           f"({human_size(summary['bytes_sent'])}), {b['mounted']} mounted, {b['skipped']} already there, "
-           f"in {summary['seconds']:.2f}s")
-    return summary
-
-
-def run_load(images: list[Any], source_for: Callable[[Any], Any], jobs: int, quiet: bool, as_json: bool) -> None:
-    from . import progress
-    from .export import load_into_daemon
-
-    summary = load_into_daemon(images, source_for, jobs, progress.make(quiet))
-    report(summary, as_json, quiet, f"loaded into the docker daemon: {', '.join(summary['loaded']) or 'nothing'} "
-           f"in {summary['seconds']:.2f}s")
-
-
-class Pushers:
-    """One Pusher per destination host."""
-
-    def __init__(self, opts: Any, chunk_size: int, journal: Any = None):
-        self.opts, self.chunk_size, self.journal = opts, chunk_size, journal
-        self._by_host: dict[str, Any] = {}
-
-    def __call__(self, ref: Any) -> Any:
-        from .places.registry import Registry
-        from .places.registry_push import Pusher
-
-        if ref.host not in self._by_host:
-            self._by_host[ref.host] = Pusher(Registry(ref, self.opts), self.chunk_size, self.journal)
-        return self._by_host[ref.host]
-
-    def close(self) -> None:
-        for p in self._by_host.values():
-            p.reg.close()
-
-
-def dest_options(opts: Any, dest_creds: str | None) -> Any:
-    from dataclasses import replace
-
-    from .auth import Credentials
-
-    return replace(opts, creds=Credentials.parse(dest_creds)) if dest_creds else opts
-
-
 @main.command(name="import", epilog="""\b
 Examples:
   porter import images.tar registry.internal:5000               # every image, same repository paths
@@ -399,42 +151,15 @@ def import_(archive: str, destination: str, platform_: str | None, chunk_size: s
 
     Nothing is pushed under a tag until every blob of the archive verified; a tampered or
     incomplete archive is refused."""
-    from .engine import resolve
     from .mediatypes import Platform
-    from .places.archive_reader import ArchiveSource
-    from .push import Job, dest_for
-    from .reference import Reference, parse
+    from .migrate import import_archive
 
-    to_daemon = destination.startswith(DAEMON)
-    if to_daemon and destination != DAEMON:
-        raise PorterError("import into the docker daemon keeps the archive's names: use plain 'docker-daemon:'")
-    dest = None if to_daemon else parse(destination)
-    size = parse_size(chunk_size)
     opts = dest_options(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), dest_creds)
-    plat = Platform.parse(platform_) if platform_ else None
-    source = ArchiveSource(archive)
-    pushers = Pushers(opts, size)
-    try:
-        plan = []
-        for entry in source.images():
-            if not entry.name:
-                raise PorterError(f"{archive}: image {entry.desc.digest} has no name in index.json")
-            named = parse(entry.name)
-            ref = Reference(named.host, named.repository, named.tag, entry.desc.digest)
-            if to_daemon:  # docker load takes one platform per image
-                plan.append((ref, resolve(source, ref, plat or Platform.host(), all_platforms=False)))
-            else:
-                plan.append((ref, resolve(source, ref, plat, all_platforms=plat is None)))
-        source.check_complete([m for _, img in plan for m in img.manifests])
-        if to_daemon:
-            run_load([img for _, img in plan], lambda r: source, jobs, quiet, as_json)
-        else:
-            jobs_list = [Job(img, source, d, pushers(d)) for ref, img in plan
-                         for d in [dest_for(ref, dest, keep_path=True)]]
-            run_push(jobs_list, jobs, quiet, as_json)
-    finally:
-        pushers.close()
-        source.close()
+    kind, summary = import_archive(archive, destination, opts, parse_size(chunk_size),
+                                   Platform.parse(platform_) if platform_ else None, jobs, quiet)
+    (report_load if kind == "load" else report_push)(summary, quiet, as_json)
+    if summary.get("failed"):
+        sys.exit(1)
 
 
 @main.command(epilog="""\b
@@ -476,6 +201,7 @@ def mirror(source_ref: str | None, destination: str | None, job_file: str | None
     source's), or REGISTRY[/PREFIX]. All platforms are copied unless --platform. A bulk job keeps
     going past an image that fails, journals its progress, and resumes where it stopped when run
     again; it exits 1 if any image failed."""
+    from . import migrate
     from .auth import Credentials
     from .bulk import Entry, load_job_file
 
@@ -500,156 +226,22 @@ def mirror(source_ref: str | None, destination: str | None, job_file: str | None
                          platform_, storage, Credentials.parse(src_creds) if src_creds else None,
                          Credentials.parse(dest_creds) if dest_creds else None)]
     base = transport_options(creds, insecure, ca_cert, jobs, retries, timeout)
+    if gc_storage and not delete_source:
+        raise PorterError("--gc-storage goes with --delete-source")
     if not job_file and destination.startswith(DAEMON):
-        return mirror_to_daemon(entries[0], base, as_registry, jobs, quiet, as_json)
-    run_mirror(entries, base, as_registry, parse_size(chunk_size), jobs, dry_run, state_file, delete_source,
-               gc_storage, quiet, as_json)
-
-
-def mirror_to_daemon(e: Any, base: Any, as_registry: str | None, jobs: int, quiet: bool, as_json: bool) -> None:
-    from dataclasses import replace
-
-    from .engine import resolve
-    from .mediatypes import Platform
-    from .reference import parse
-
-    sources = Sources(dest_options(base, None) if not e.src_creds else replace(base, creds=e.src_creds),
-                      e.storage, as_registry)
-    try:
-        ref = sources.parse(e.source)
-        source = sources(ref)
-        img = resolve(source, ref, Platform.parse(e.platform) if e.platform else Platform.host(), all_platforms=False)
-        name = e.destination[len(DAEMON):]
-        if name:
-            img.rename = replace(parse(name).with_default_tag(), digest=None)
-        run_load([img], lambda r: source, jobs, quiet, as_json)
-    finally:
-        sources.close()
-
-
-def run_mirror(entries: list[Any], base: Any, as_registry: str | None, chunk: int, jobs: int, dry_run: bool,
-               state_file: str | None, delete_source: bool, gc_storage: str | None, quiet: bool,
-               as_json: bool) -> None:
-    from dataclasses import replace
-
-    from . import progress
-    from .bulk import job_key, plan
-    from .journal import Journal, default_path
-    from .mediatypes import Platform
-    from .places.base import Lister
-    from .places.registry import Registry
-    from .push import Job, preview, push
-    from .reference import parse
-
-    key = job_key(entries)
-    journal = Journal(state_file or default_path(key), key)
-    all_sources: list[Sources] = []
-    pushers: dict[Any, Pushers] = {}
-    planned: list[Any] = []
-    single = False
-    try:
-        for e in entries:
-            sources = Sources(replace(base, creds=e.src_creds) if e.src_creds else base, e.storage, as_registry)
-            all_sources.append(sources)
-            ref = sources.parse(e.source, allow_registry=True)
-            source = sources(ref)
-            single = len(entries) == 1 and bool(ref.tag or ref.digest)
-            if gc_storage and not delete_source:
-                raise PorterError("--gc-storage goes with --delete-source")
-            if delete_source and (e.platform or not isinstance(source, Registry)):
-                raise PorterError("--delete-source needs a registry source and every platform (no --platform)")
-            plat = Platform.parse(e.platform) if e.platform else None
-            dest = parse(e.destination)
-            push_to = pushers.setdefault(e.dest_creds, Pushers(replace(base, creds=e.dest_creds) if e.dest_creds
-                                                               else base, chunk, journal))
-            for p in plan(ref, dest, source, source if isinstance(source, Lister) else None, e.filters, plat, jobs):
-                p.pusher = push_to(p.dest)
-                planned.append(p)
-        if single and planned and planned[0].error:
-            raise PorterError(planned[0].error)
-        jobs_list = [Job(p.image, p.source, p.dest, p.pusher) for p in planned if p.image]
-        failed = [{"source": str(p.ref), "destination": str(p.dest), "state": "failed", "error": p.error}
-                  for p in planned if p.error]
-        if dry_run:
-            return report_preview(preview(jobs_list, jobs), failed, quiet, as_json)
-        summary = push(jobs_list, jobs, progress.make(quiet), journal, keep_going=not single)
-        if delete_source:
-            for j in jobs_list:
-                if j.state in ("copied", "present"):
-                    delete_migrated(j, j.source, quiet)
-    finally:
-        for pu in pushers.values():
-            pu.close()
-        for so in all_sources:
-            so.close()
-    summary["images"] += failed
-    summary["failed"] += len(failed)
-    if not summary["failed"] and not state_file:
-        journal.remove()
-    report_mirror(summary, single, quiet, as_json)
+        report_load(migrate.mirror_to_daemon(entries[0], base, as_registry, jobs, quiet), quiet, as_json)
+        return
+    kind, summary = migrate.mirror(entries, base, as_registry, parse_size(chunk_size), jobs, dry_run=dry_run,
+                                   state_file=state_file, delete_source=delete_source, quiet=quiet, say=say)
+    if kind == "preview":
+        report_preview(summary, as_json)
+        return
+    report_push(summary, quiet, as_json)
     if gc_storage:
-        run_gc(gc_storage, dry_run=False, delete_untagged=False, upload_age="7d", force=False, as_json=False,
-               quiet=quiet)
+        gc_report(gc_storage, dry_run=False, delete_untagged=False, upload_age="7d", force=False, as_json=False,
+                  quiet=quiet)
     if summary["failed"]:
         sys.exit(1)
-
-
-def report_mirror(summary: dict[str, Any], single: bool, quiet: bool, as_json: bool) -> None:
-    for img in summary["images"]:
-        if "source_digest" in img and not quiet:
-            click.echo(f"porter: note: pushed only {img['platform']} of {img['source']}: {img['destination']} is "
-                       f"{img['digest']}, not the index digest {img['source_digest']}", err=True)
-        if img["state"] == "failed":
-            click.echo(f"porter: failed: {img['source']}: {img['error']}", err=True)
-    b = summary["blobs"]
-    report(summary, as_json, quiet,
-           f"{summary['copied']} image(s) copied, {summary['present']} already there, {summary['failed']} failed; "
-           f"blobs: {b['uploaded']} uploaded ({human_size(summary['bytes_sent'])}), {b['mounted']} mounted, "
-           f"{b['skipped']} already there ({human_size(summary['bytes_skipped'])} not sent); "
-           f"{summary['seconds']:.2f}s")
-
-
-def report_preview(pre: dict[str, Any], failed: list[dict[str, Any]], quiet: bool, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps({**pre, "failed": failed}, indent=2))
-        return
-    rows = [["SOURCE", "DESTINATION", "ACTION", "SIZE"]] + [
-        [i["source"], i["destination"], "copy" if i["state"] == "copy" else "already there", human_size(i["bytes"])]
-        for i in pre["images"]] + [[f["source"], f["destination"], f"fails: {f['error']}", ""] for f in failed]
-    click.echo(table(rows))
-    click.echo(f"{sum(i['state'] == 'copy' for i in pre['images'])} of {len(pre['images'])} image(s) to copy: "
-               f"{human_size(pre['bytes_to_send'])} to send, {human_size(pre['bytes_present'])} already at the "
-               f"destination" + (f"; {len(failed)} cannot be read" if failed else ""))
-
-
-def delete_migrated(job: Any, source: Any, quiet: bool) -> None:
-    """Delete a mirrored image from its source registry, only once the destination is verified to
-    serve the same digest, and never when other (unmigrated) tags share that digest."""
-    from .delete import Deleter
-
-    digest, src = job.image.listed.digest, job.image.ref
-    ref_at_dest = job.dest.tag or digest
-    if not job.pusher.has_manifest(job.dest.repository, ref_at_dest, digest):
-        raise PorterError(f"{job.dest}: does not serve {digest}; not deleting the source")
-    d = Deleter(source)
-    others = sorted(t for t, dg in d.tag_digests(src.repository).items() if dg == digest and t != src.tag)
-    if others:
-        click.echo(f"porter: warning: not deleting {src.name}@{digest} from the source: also tagged "
-                   f"{', '.join(others)}, which were not migrated", err=True)
-        return
-    d.delete(src.repository, digest)
-    if not quiet:
-        click.echo(f"deleted {src.name}@{digest} from the source", err=True)
-
-
-def registry_for(target: str, opts: Any) -> tuple[Any, Any]:
-    from .places.registry import Registry
-    from .reference import parse
-
-    ref = parse(target)
-    if ref.is_registry:
-        raise PorterError(f"{target}: name a repository (host/repository)")
-    return ref, Registry(ref, opts)
 
 
 @main.command(epilog="""\b
@@ -667,23 +259,15 @@ def delete(image: str, force: bool, dry_run: bool, creds: str | None, insecure: 
            jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
     """Delete an image's manifest from a registry (by tag or digest). Frees no disk by itself:
     run `porter gc` on the registry's storage afterwards."""
-    from .delete import Deleter
+    from .delete import Deleter, delete_image
 
     ref, reg = registry_for(image, transport_options(creds, insecure, ca_cert, jobs, retries, timeout))
     try:
-        d = Deleter(reg, jobs)
-        digest = ref.digest or d.digest_of(ref.repository, ref.tag or "latest")
-        sharing = sorted(t for t, dg in d.tag_digests(ref.repository).items() if dg == digest and t != ref.tag)
-        if sharing and not force:
-            raise PorterError(f"{digest} is also tagged {', '.join(sharing)} in {ref.repository}; deleting it "
-                              f"removes those tags too (use --force to do it anyway)")
-        if not dry_run:
-            d.delete(ref.repository, digest)
+        summary = delete_image(Deleter(reg, jobs), ref, force, dry_run)
     finally:
         reg.close()
-    summary = {"deleted" if not dry_run else "would_delete": f"{ref.name}@{digest}",
-               "tags_removed": sorted(set(sharing) | ({ref.tag} if ref.tag else set()))}
-    report(summary, as_json, quiet, f"{'would delete' if dry_run else 'deleted'} {ref.name}@{digest}"
+    name = summary.get("deleted") or summary["would_delete"]
+    report(summary, as_json, quiet, f"{'would delete' if dry_run else 'deleted'} {name}"
            + (f" (tags: {', '.join(summary['tags_removed'])})" if summary["tags_removed"] else ""))
 
 
@@ -747,26 +331,16 @@ def gc(storage: str, dry_run: bool, delete_untagged: bool, upload_age: str, forc
        quiet: bool) -> None:
     """Garbage-collect a registry's storage directory offline: remove every blob no remaining
     manifest references. Stop the registry (or make it read-only) first."""
-    run_gc(storage, dry_run, delete_untagged, upload_age, force, as_json, quiet)
+    gc_report(storage, dry_run, delete_untagged, upload_age, force, as_json, quiet)
 
 
-def run_gc(storage: str, dry_run: bool, delete_untagged: bool, upload_age: str, force: bool, as_json: bool,
-           quiet: bool) -> None:
-    from .gc import Collector, parse_duration
-    from .places.storage import Storage
+def gc_report(storage: str, dry_run: bool, delete_untagged: bool, upload_age: str, force: bool, as_json: bool,
+              quiet: bool) -> None:
+    from .gc import collect
 
-    collector = Collector(Storage(storage))
-    age = parse_duration(upload_age)
-    if not dry_run and not force:
-        active = collector.active_uploads()
-        if active:
-            raise PorterError(f"{len(active)} upload(s) look active ({active[0]}, …): stop the registry or make it "
-                              f"read-only (storage.maintenance.readonly) first, or pass --force")
-    plan = collector.plan(delete_untagged, age)
-    if not dry_run:
-        collector.sweep(plan)
+    plan = collect(storage, dry_run=dry_run, delete_untagged=delete_untagged, upload_age=upload_age, force=force)
     for p in plan.problems:
-        click.echo(f"porter: warning: {p}", err=True)
+        say(f"warning: {p}")
     verb = "would remove" if dry_run else "removed"
     report(plan.as_json(), as_json, quiet,
            f"{verb} {len(plan.blobs)} blob(s) ({human_size(plan.bytes)}), {len(plan.manifests)} untagged "

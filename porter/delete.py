@@ -102,3 +102,16 @@ def plan_prune(d: Deleter, repo: str, keep_last: int | None, older_than: float |
         if r.action == "delete" and r.digest in shielded:
             r.action, r.reason = "keep", f"same digest as kept tag {shielded[r.digest]}"
     return sorted(rows.values(), key=lambda r: (r.action, r.tag))
+
+
+def delete_image(d: Deleter, ref: Reference, force: bool, dry_run: bool) -> dict:
+    """Delete what ``ref`` names; other tags on the same digest need ``force`` (they go too)."""
+    digest = ref.digest or d.digest_of(ref.repository, ref.tag or "latest")
+    sharing = sorted(t for t, dg in d.tag_digests(ref.repository).items() if dg == digest and t != ref.tag)
+    if sharing and not force:
+        raise PorterError(f"{digest} is also tagged {', '.join(sharing)} in {ref.repository}; deleting it "
+                          f"removes those tags too (use --force to do it anyway)")
+    if not dry_run:
+        d.delete(ref.repository, digest)
+    return {"deleted" if not dry_run else "would_delete": f"{ref.name}@{digest}",
+            "tags_removed": sorted(set(sharing) | ({ref.tag} if ref.tag else set()))}

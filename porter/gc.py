@@ -185,3 +185,18 @@ def parse_duration(text: str) -> float:
 
 def summary_json(plan: Plan) -> str:
     return json.dumps(plan.as_json(), indent=2)
+
+
+def collect(storage: str, *, dry_run: bool, delete_untagged: bool, upload_age: str, force: bool) -> Plan:
+    """Plan (and unless ``dry_run``, carry out) a GC of a storage directory."""
+    collector = Collector(Storage(storage))
+    age = parse_duration(upload_age)
+    if not dry_run and not force:
+        active = collector.active_uploads()
+        if active:
+            raise PorterError(f"{len(active)} upload(s) look active ({active[0]}, …): stop the registry or make it "
+                              f"read-only (storage.maintenance.readonly) first, or pass --force")
+    plan = collector.plan(delete_untagged, age)
+    if not dry_run:
+        collector.sweep(plan)
+    return plan

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 VERSION = 1
 
@@ -26,14 +26,15 @@ def default_path(job_key: str) -> Path:
 
 
 class Journal:
-    def __init__(self, path: str | Path, job_key: str, warn=lambda m: print(f"porter: warning: {m}", file=sys.stderr)):
+    def __init__(self, path: str | Path, job_key: str,
+                 warn: Callable[[str], None] = lambda m: print(f"porter: warning: {m}", file=sys.stderr)):
         self.path, self.key = Path(path), job_key
         self._lock = threading.Lock()
         self.images: dict[str, str] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
         self._load(warn)
 
-    def _load(self, warn) -> None:
+    def _load(self, warn: Callable[[str], None]) -> None:
         try:
             doc = json.loads(self.path.read_text())
         except FileNotFoundError:

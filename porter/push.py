@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .engine import Cancelled, Image, run_all
-from .errors import PorterError
 from .journal import Journal
 from .mediatypes import Descriptor
 from .places.base import Source

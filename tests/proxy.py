@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -46,6 +46,32 @@ class Fault:
     def hold(self, seen: Seen) -> float:
         """Seconds to hold a request before forwarding it; dropped if the client goes away meanwhile."""
         return 0.0
+
+
+class FailFirst(Fault):
+    """Answer the first ``n`` requests matching ``method`` (any when None) and ``match`` with
+    ``status`` and ``headers``; the registry never sees them."""
+
+    def __init__(self, status: int, n: int, match: str, method: str | None = None, headers: dict | None = None):
+        self.status, self.left, self.match, self.method, self.headers = status, n, match, method, headers or {}
+
+    def request(self, seen, headers):
+        if self.match in seen.path and (self.method is None or seen.method == self.method) and self.left > 0:
+            self.left -= 1
+            return self.status, self.headers, b'{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}'
+        return None
+
+
+class FlipFirstByte(Fault):
+    """Corrupt the first byte of every body whose path names ``digest``."""
+
+    def __init__(self, digest: str):
+        self.digest = digest
+
+    def mangle(self, seen, chunk, offset):
+        if self.digest in seen.path and offset == 0 and chunk:
+            return bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+        return chunk
 
 
 class Proxy:
@@ -177,3 +203,9 @@ class Proxy:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.client.close()
+
+    def __enter__(self) -> "Proxy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

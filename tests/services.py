@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 
 REQUIRED = {"docker-registry": "docker-registry", "dockerd": "docker.io", "skopeo": "skopeo",
             "htpasswd": "apache2-utils", "openssl": "openssl"}

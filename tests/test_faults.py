@@ -10,34 +10,19 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from conftest import PASSWORD, USER, porter, skopeo_digest
 from images import Seeder, tar_layer
-from proxy import Fault, Proxy
-
-
-class FailFirstN(Fault):
-    """Answer the first ``n`` matching requests with ``status`` (the registry never sees them)."""
-
-    def __init__(self, status: int, n: int, method: str, match: str):
-        self.status, self.left, self.method, self.match = status, n, method, match
-
-    def request(self, seen, headers):
-        if seen.method == self.method and self.match in seen.path and self.left > 0:
-            self.left -= 1
-            return self.status, {}, b""
-        return None
+from proxy import FailFirst, Fault, FlipFirstByte, Proxy
 
 
 @pytest.mark.fault("500/502/503 on a blob download", "retried with backoff; completes")
 @pytest.mark.parametrize("status", [500, 502, 503])
 def test_export_retries_blob_5xx(registry, catalog, tmp_path, status):
-    proxy = Proxy(registry.url, FailFirstN(status, 2, "GET", "/blobs/"))
+    proxy = Proxy(registry.url, FailFirst(status, 2, "/blobs/", "GET"))
     try:
         p = porter("export", f"{proxy.host}/team/api:1.4", "-o", str(tmp_path / "a.tar"))
         assert p.returncode == 0, p.stderr
@@ -50,7 +35,7 @@ def test_export_retries_blob_5xx(registry, catalog, tmp_path, status):
 @pytest.mark.parametrize("method,match", [("POST", "/blobs/uploads/"), ("PUT", "/blobs/uploads/")])
 def test_mirror_retries_upload_5xx(registry, catalog, fresh_registry, method, match):
     dest = fresh_registry()
-    proxy = Proxy(dest.url, FailFirstN(503, 2, method, match))
+    proxy = Proxy(dest.url, FailFirst(503, 2, match, method))
     try:
         p = porter("mirror", f"{registry.host}/team/api:1.4", f"{proxy.host}/team/api")
         assert p.returncode == 0, p.stderr
@@ -116,20 +101,10 @@ def test_wrong_manifest_for_digest(registry, catalog, tmp_path):
         proxy.stop()
 
 
-class FlipBlob(Fault):
-    def __init__(self, digest: str):
-        self.digest = digest
-
-    def mangle(self, seen, chunk, offset):
-        if self.digest in seen.path and offset == 0 and chunk:
-            return bytes([chunk[0] ^ 0x55]) + chunk[1:]
-        return chunk
-
-
 @pytest.mark.fault("flipped bytes in a blob on the way to a mirror", "refused naming the digest; exit 1; nothing pushed under a tag")
 def test_mirror_refuses_corrupt_blob(registry, catalog, fresh_registry):
     layer = catalog["api"].blobs[2]
-    src = Proxy(registry.url, FlipBlob(layer))
+    src = Proxy(registry.url, FlipFirstByte(layer))
     dest = fresh_registry()
     try:
         p = porter("mirror", f"{src.host}/team/api:1.4", f"{dest.host}/team/api", "--retries", "1")

@@ -126,7 +126,7 @@ def test_gc_refuses_non_storage_and_active_uploads(scenario, tmp_path):
 
 
 def test_gc_removes_stale_uploads(scenario):
-    r = httpx.post(f"{scenario.url}/v2/shared/a/blobs/uploads/")
+    httpx.post(f"{scenario.url}/v2/shared/a/blobs/uploads/")
     uploads = scenario.storage / "docker/registry/v2/repositories/shared/a/_uploads"
     (d,) = list(uploads.iterdir())
     (d / "startedat").write_text("2000-01-01T00:00:00Z")

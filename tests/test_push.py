@@ -1,10 +1,8 @@
 """porter import and porter mirror into real registries: digests kept, blobs moved once, resumable."""
 from __future__ import annotations
 
-import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
@@ -12,7 +10,6 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
-import httpx
 import pytest
 
 from conftest import PASSWORD, USER, porter, skopeo_digest

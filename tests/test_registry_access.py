@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PASSWORD, USER, porter
-from proxy import Fault, Proxy
+from proxy import FailFirst, Fault, FlipFirstByte, Proxy
 
 
 def export_ok(ref: str, out: Path, *extra: str, env: dict | None = None) -> None:
@@ -129,25 +129,12 @@ def test_dropped_connection_resumes_with_range(registry, catalog, tmp_path):
         proxy.stop()
 
 
-class FailFirst(Fault):
-    """Answer the first ``n`` requests for matching paths with ``status``."""
-
-    def __init__(self, status: int, n: int, headers: dict | None = None, match: str = "/manifests/"):
-        self.status, self.left, self.headers, self.match = status, n, headers or {}, match
-
-    def request(self, seen, headers):
-        if self.match in seen.path and self.left > 0:
-            self.left -= 1
-            return self.status, self.headers, b'{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}'
-        return None
-
-
 @pytest.mark.fault('500 / 503 / 429 with Retry-After on manifests', 'retried with backoff, Retry-After honoured; completes')
 @pytest.mark.parametrize("status,headers", [(503, {}), (500, {}), (429, {"Retry-After": "1"})])
 def test_retries_temporary_errors(registry, tmp_path, status, headers):
     import time
 
-    proxy = Proxy(registry.url, FailFirst(status, 2, headers))
+    proxy = Proxy(registry.url, FailFirst(status, 2, "/manifests/", headers=headers))
     try:
         t0 = time.monotonic()
         export_ok(f"{proxy.host}/team/api:1.4", tmp_path / "a.tar")
@@ -160,7 +147,7 @@ def test_retries_temporary_errors(registry, tmp_path, status, headers):
 
 @pytest.mark.fault('a registry that keeps answering 503', 'gives up after --retries: one line; exit 1; nothing written')
 def test_gives_up_after_retries(registry, tmp_path):
-    proxy = Proxy(registry.url, FailFirst(503, 100))
+    proxy = Proxy(registry.url, FailFirst(503, 100, "/manifests/"))
     try:
         p = porter("export", f"{proxy.host}/team/api:1.4", "-o", str(tmp_path / "a.tar"), "--retries", "2")
         assert p.returncode == 1 and b"503" in p.stderr
@@ -196,20 +183,10 @@ def test_redirect_does_not_leak_credentials(basic_registry, registry, tmp_path):
         storage.stop()
 
 
-class Corrupt(Fault):
-    def __init__(self, digest: str):
-        self.digest = digest
-
-    def mangle(self, seen, chunk, offset):
-        if self.digest in seen.path and offset == 0 and chunk:
-            return bytes([chunk[0] ^ 0xFF]) + chunk[1:]
-        return chunk
-
-
 @pytest.mark.fault('flipped bytes in a blob (export)', 'refused naming the digest; exit 1; no archive left')
 def test_corrupt_blob_refused(registry, catalog, tmp_path):
     layer = catalog["api"].blobs[2]
-    proxy = Proxy(registry.url, Corrupt(layer))
+    proxy = Proxy(registry.url, FlipFirstByte(layer))
     try:
         p = porter("export", f"{proxy.host}/team/api:1.4", "-o", str(tmp_path / "a.tar"))
         assert p.returncode == 1

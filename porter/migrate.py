@@ -1,0 +1,143 @@
+"""The import and mirror jobs: plan every entry, push (or load into the docker engine), then
+optionally delete what moved from the source. Printing is the caller's."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from . import progress as progress_
+from .bulk import Entry, job_key, plan
+from .endpoints import DAEMON, Pushers, Sources
+from .engine import Image, resolve
+from .errors import PorterError
+from .journal import Journal, default_path
+from .mediatypes import Platform
+from .places.base import Lister
+from .places.registry import Registry
+from .push import Job, dest_for, preview, push
+from .reference import Reference, parse
+
+
+def load(images: list[Image], source_for: Callable[[Reference], Any], jobs: int, quiet: bool) -> dict[str, Any]:
+    from .export import load_into_daemon
+
+    return load_into_daemon(images, source_for, jobs, progress_.make(quiet))
+
+
+def import_archive(archive: str, destination: str, opts: Any, chunk: int, platform: Platform | None, jobs: int,
+                   quiet: bool) -> tuple[str, dict[str, Any]]:
+    """Every image of ``archive`` into a registry (or the docker engine); ("push"|"load", summary)."""
+    from .places.archive_reader import ArchiveSource
+
+    to_daemon = destination.startswith(DAEMON)
+    if to_daemon and destination != DAEMON:
+        raise PorterError("import into the docker daemon keeps the archive's names: use plain 'docker-daemon:'")
+    dest = None if to_daemon else parse(destination)
+    source = ArchiveSource(archive)
+    pushers = Pushers(opts, chunk)
+    try:
+        planned = []
+        for entry in source.images():
+            if not entry.name:
+                raise PorterError(f"{archive}: image {entry.desc.digest} has no name in index.json")
+            named = parse(entry.name)
+            ref = Reference(named.host, named.repository, named.tag, entry.desc.digest)
+            if to_daemon:  # docker load takes one platform per image
+                planned.append((ref, resolve(source, ref, platform or Platform.host(), all_platforms=False)))
+            else:
+                planned.append((ref, resolve(source, ref, platform, all_platforms=platform is None)))
+        source.check_complete([m for _, img in planned for m in img.manifests])
+        if to_daemon:
+            return "load", load([img for _, img in planned], lambda r: source, jobs, quiet)
+        assert dest is not None
+        jobs_list = [Job(img, source, d, pushers(d)) for ref, img in planned
+                     for d in [dest_for(ref, dest, keep_path=True)]]
+        return "push", push(jobs_list, jobs, progress_.make(quiet))
+    finally:
+        pushers.close()
+        source.close()
+
+
+def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, quiet: bool) -> dict[str, Any]:
+    """One image from anywhere into the docker engine (like ``docker pull``), optionally renamed."""
+    sources = Sources(replace(base, creds=e.src_creds) if e.src_creds else base, e.storage, as_registry)
+    try:
+        ref = sources.parse(e.source)
+        source = sources(ref)
+        img = resolve(source, ref, Platform.parse(e.platform) if e.platform else Platform.host(), all_platforms=False)
+        name = e.destination[len(DAEMON):]
+        if name:
+            img.rename = replace(parse(name).with_default_tag(), digest=None)
+        return load([img], lambda r: source, jobs, quiet)
+    finally:
+        sources.close()
+
+
+def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int, jobs: int, *, dry_run: bool,
+           state_file: str | None, delete_source: bool, quiet: bool,
+           say: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
+    """Run a mirror job; ("preview"|"push", summary). One explicit image stops at its first error;
+    anything larger keeps going past failed images and journals its progress."""
+    key = job_key(entries)
+    journal = Journal(state_file or default_path(key), key, lambda m: say(f"warning: {m}"))
+    all_sources: list[Sources] = []
+    pushers: dict[Any, Pushers] = {}
+    planned: list[Any] = []
+    single = False
+    try:
+        for e in entries:
+            sources = Sources(replace(base, creds=e.src_creds) if e.src_creds else base, e.storage, as_registry)
+            all_sources.append(sources)
+            ref = sources.parse(e.source, allow_registry=True)
+            source = sources(ref)
+            single = len(entries) == 1 and bool(ref.tag or ref.digest)
+            if delete_source and (e.platform or not isinstance(source, Registry)):
+                raise PorterError("--delete-source needs a registry source and every platform (no --platform)")
+            push_to = pushers.setdefault(e.dest_creds, Pushers(replace(base, creds=e.dest_creds) if e.dest_creds
+                                                               else base, chunk, journal))
+            plat = Platform.parse(e.platform) if e.platform else None
+            for p in plan(ref, parse(e.destination), source, source if isinstance(source, Lister) else None,
+                          e.filters, plat, jobs):
+                p.pusher = push_to(p.dest)
+                planned.append(p)
+        if single and planned and planned[0].error:
+            raise PorterError(planned[0].error)
+        jobs_list = [Job(p.image, p.source, p.dest, p.pusher) for p in planned if p.image]
+        failed = [{"source": str(p.ref), "destination": str(p.dest), "state": "failed", "error": p.error}
+                  for p in planned if p.error]
+        if dry_run:
+            return "preview", {**preview(jobs_list, jobs), "failed": failed}
+        summary = push(jobs_list, jobs, progress_.make(quiet), journal, keep_going=not single)
+        if delete_source:
+            for j in jobs_list:
+                if j.state in ("copied", "present"):
+                    delete_migrated(j, say, quiet)
+    finally:
+        for pu in pushers.values():
+            pu.close()
+        for so in all_sources:
+            so.close()
+    summary["images"] += failed
+    summary["failed"] += len(failed)
+    if not summary["failed"] and not state_file:
+        journal.remove()  # nothing left to resume
+    return "push", summary
+
+
+def delete_migrated(job: Job, say: Callable[[str], None], quiet: bool) -> None:
+    """Delete a mirrored image from its source registry, only once the destination is verified to
+    serve the same digest, and never when other (unmigrated) tags share that digest."""
+    from .delete import Deleter
+
+    digest, src = job.image.listed.digest, job.image.ref
+    if not job.pusher.has_manifest(job.dest.repository, job.dest_ref, digest):
+        raise PorterError(f"{job.dest}: does not serve {digest}; not deleting the source")
+    d = Deleter(job.source)
+    others = sorted(t for t, dg in d.tag_digests(src.repository).items() if dg == digest and t != src.tag)
+    if others:
+        say(f"warning: not deleting {src.name}@{digest} from the source: also tagged {', '.join(others)}, "
+            f"which were not migrated")
+        return
+    d.delete(src.repository, digest)
+    if not quiet:
+        say(f"deleted {src.name}@{digest} from the source")

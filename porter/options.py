@@ -1,0 +1,140 @@
+"""Command-line plumbing shared by the commands: option groups, converters, and the guard
+that turns porter's errors and interrupts into one line and an exit code."""
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from dataclasses import replace
+from typing import Any, Callable
+
+import click
+
+from .errors import PorterError
+
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so cleanup runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.echo(f"porter: error: {message}", err=True)
+    sys.stdout.flush()
+    os._exit(code)  # transfer threads may still be blocked in reads; cleanup already ran
+
+
+def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn porter's errors and interrupts into one line on stderr and the right exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return fn(*args, **kwargs)
+        except PorterError as e:
+            fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted; partial output removed", EXIT_SIGINT)
+        except Terminated:
+            fail("terminated; partial output removed", EXIT_SIGTERM)
+        except BrokenPipeError:
+            fail("output pipe closed", 1)
+
+    return wrapper
+
+
+def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every command that talks to registries takes."""
+    opts = [
+        click.option("--creds", metavar="USER:PASS", help="Registry credentials (else PORTER_USERNAME/PORTER_PASSWORD, else docker's config.json)."),
+        click.option("--insecure", is_flag=True, help="Allow plain HTTP and unverified TLS (always allowed for loopback hosts' plain HTTP)."),
+        click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Extra CA certificate to trust (also read: /etc/docker/certs.d/HOST:PORT/ca.crt)."),
+        click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Blobs transferred at once."),
+        click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True, help="Retries per request on connection errors, 5xx and 429."),
+        click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True, help="Seconds without data before a connection counts as stalled."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def storage_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Read images from a registry's raw storage directory instead of over HTTP."""
+    fn = click.option("--as-registry", metavar="HOST[:PORT]",
+                      help="With --storage: name images as if served by this registry (e.g. for docker load tags).")(fn)
+    return click.option("--storage", metavar="DIR", type=click.Path(file_okay=False),
+                        help="A registry's storage root (holding docker/registry/v2) to read directly, no server.")(fn)
+
+
+def bulk_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that can take whole repositories or registries."""
+    opts = [
+        click.option("--include", multiple=True, metavar="REGEX", help="Only repositories matching (whole name; repeatable)."),
+        click.option("--exclude", multiple=True, metavar="REGEX", help="Skip repositories matching (whole name; repeatable)."),
+        click.option("--tags", "tags_re", metavar="REGEX", help="Only tags matching (searched)."),
+        click.option("--latest", type=click.IntRange(1), metavar="N", help="Only the newest N tags per repository (semver, else creation time)."),
+        click.option("--shard", metavar="I/N", help="Take only shard I (from 0) of N, split by repository."),
+        click.option("--shards", type=click.IntRange(1), metavar="N", help="N shards, this one's index from JOB_COMPLETION_INDEX."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def push_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that push into a registry."""
+    opts = [
+        click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]",
+                     help="Push only this platform of multi-platform images (the pushed digest then differs from the index's)."),
+        click.option("--chunk-size", default="64MiB", show_default=True, help="Upload blobs larger than this in chunks of this size."),
+        click.option("--dest-creds", metavar="USER:PASS", help="Credentials for the destination registry (default: --creds)."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def make_filters(include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
+                 shard: str | None, shards: int | None) -> Any:
+    from .selection import Filters, parse_shard
+
+    return Filters(list(include) or None, list(exclude) or None, tags_re, latest,
+                   parse_shard(shard, os.environ.get("JOB_COMPLETION_INDEX"), shards))
+
+
+def transport_options(creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float):
+    from .auth import Credentials
+    from .transport import Options
+
+    return Options(creds=Credentials.parse(creds) if creds else None, insecure=insecure, ca_cert=ca_cert,
+                   jobs=jobs, retries=retries, timeout=timeout)
+
+
+def parse_size(text: str) -> int:
+    units = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
+             "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
+    t = text.strip().lower()
+    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    try:
+        n = int(float(num) * units[t[len(num):].strip()])
+    except (ValueError, KeyError):
+        raise click.BadParameter(f"{text!r} is not a size like 64MiB") from None
+    if n < 1 << 20:
+        raise click.BadParameter("chunk size must be at least 1MiB")
+    return n
+
+
+def dest_options(opts: Any, creds: str | None) -> Any:
+    """``opts`` with other credentials (``--src-creds``/``--dest-creds``) when given."""
+    from .auth import Credentials
+
+    return replace(opts, creds=Credentials.parse(creds)) if creds else opts
