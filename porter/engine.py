@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol, TypeVar
 
 from .digest import Verifier, verified
@@ -107,9 +107,6 @@ class Transfer:
 class Stats:
     blobs: int = 0
     bytes: int = 0
-    skipped: int = 0
-    skipped_bytes: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def unique(transfers: list[Transfer]) -> list[Transfer]:

@@ -12,7 +12,6 @@ of tagged manifest lists, which breaks every multi-platform image; porter keeps 
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -181,10 +180,6 @@ def parse_duration(text: str) -> float:
         return float(t[:-1]) * units[t[-1]]
     except (ValueError, KeyError, IndexError):
         raise StorageError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m") from None
-
-
-def summary_json(plan: Plan) -> str:
-    return json.dumps(plan.as_json(), indent=2)
 
 
 def collect(storage: str, *, dry_run: bool, delete_untagged: bool, upload_age: str, force: bool) -> Plan:

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,12 +107,6 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, when.timestamp() - time.time()) if when else None
 
 
-def redact(url: httpx.URL | str) -> str:
-    """A URL without its query (pre-signed blob URLs carry credentials there)."""
-    u = httpx.URL(str(url))
-    return str(u.copy_with(query=None, fragment=None))
-
-
 def error_for(response: httpx.Response, what: str) -> RegistryError:
     """Turn an error answer into a typed error with the registry's own error codes."""
     body = b""
@@ -159,6 +154,7 @@ class Transport:
         self._clients = (self.client, token_client)
         self.api_host = api_host
         self.base: str | None = None
+        self._ping_lock = threading.Lock()
 
     def close(self) -> None:
         for c in self._clients:
@@ -191,7 +187,9 @@ class Transport:
 
     def url(self, path: str) -> str:
         if self.base is None:
-            self.base = self._ping()
+            with self._ping_lock:  # the first requests often start together, from a pool
+                if self.base is None:
+                    self.base = self._ping()
         return self.base + path
 
     def with_retries(self, call: Callable[[], T], what: str, retries: int | None = None) -> T:
