@@ -23,6 +23,7 @@ import httpx
 from .auth import Credentials, RegistryAuth
 from .errors import AuthError, NotFoundError, RegistryError, TransportError
 from .reference import is_loopback_host
+from .wire import StdlibTransport
 
 T = TypeVar("T")
 
@@ -149,7 +150,11 @@ class Transport:
         timeout = httpx.Timeout(opts.timeout, connect=min(opts.timeout, 15.0))
         token_client = httpx.Client(verify=verify, timeout=timeout, follow_redirects=True)
         self.auth = RegistryAuth(host, _auth.resolve(host, opts.creds), token_client)
-        self.client = httpx.Client(verify=verify, timeout=timeout, limits=limits, auth=self.auth,
+        # Through a proxy, httpx's own transport (it speaks CONNECT); direct, the leaner one.
+        proxied = any(os.environ.get(v) for v in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy",
+                                                   "http_proxy", "all_proxy"))
+        wire = None if proxied else StdlibTransport(verify, opts.timeout, max_idle=opts.jobs + 4)
+        self.client = httpx.Client(verify=verify, timeout=timeout, limits=limits, auth=self.auth, transport=wire,
                                    follow_redirects=True, headers={"User-Agent": "porter/0.1"})
         self._clients = (self.client, token_client)
         self.api_host = api_host
