@@ -105,7 +105,10 @@ class Proxy:
 
     def handle(self, h: BaseHTTPRequestHandler) -> None:
         headers = {k: v for k, v in h.headers.items()}
-        seen = Seen(h.command, h.path, headers)
+        path = h.path
+        if path.startswith("http://"):  # absolute form: we are being used as a forward proxy
+            path = "/" + path.split("/", 3)[3]
+        seen = Seen(h.command, path, headers)
         with self._lock:
             self.seen.append(seen)
         length = int(h.headers.get("Content-Length") or 0)

@@ -218,3 +218,14 @@ def test_schema1_is_refused_clearly(registry, tmp_path):
         assert list(tmp_path.iterdir()) == []
     finally:
         proxy.stop()
+
+
+def test_through_a_forward_proxy(registry, catalog, tmp_path):
+    """With HTTP_PROXY set, requests go through it (httpx's own transport handles proxies)."""
+    proxy = Proxy(registry.url)
+    try:
+        export_ok(f"{registry.host}/team/api:1.4", tmp_path / "a.tar",
+                  env={"HTTP_PROXY": f"http://{proxy.host}", "NO_PROXY": ""})
+        assert proxy.requests("GET", "/blobs/") and proxy.requests("GET", "/manifests/")
+    finally:
+        proxy.stop()
