@@ -184,7 +184,7 @@ def make_gc_storage(root: Path, repos: int = 50, tags: int = 20) -> int:
             md = blob(man)
             count += 3
             link(repo / "_manifests" / "revisions" / "sha256" / md[7:], md)
-            for d in ds[1:]:
+            for d in ds:  # the registry links every blob pushed to the repository, config included
                 link(repo / "_layers" / "sha256" / d[7:], d)
             if t % 2 == 0:
                 link(repo / "_manifests" / "tags" / f"t{t}" / "current", md)

@@ -31,14 +31,26 @@ def test_export_retries_blob_5xx(registry, catalog, tmp_path, status):
         proxy.stop()
 
 
-@pytest.mark.fault("502/503 when starting or finishing an upload", "retried with backoff; completes")
+@pytest.fixture(scope="module")
+def api_archive(registry, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("faults") / "api.tar"
+    porter("export", f"{registry.host}/team/api:1.4", "-o", str(out), check=True)
+    return out
+
+
+@pytest.mark.fault("503 when starting or finishing an upload (import, mirror)", "retried with backoff; completes")
+@pytest.mark.parametrize("command", ["mirror", "import"])
 @pytest.mark.parametrize("method,match", [("POST", "/blobs/uploads/"), ("PUT", "/blobs/uploads/")])
-def test_mirror_retries_upload_5xx(registry, catalog, fresh_registry, method, match):
+def test_push_retries_upload_5xx(registry, catalog, fresh_registry, api_archive, command, method, match):
     dest = fresh_registry()
     proxy = Proxy(dest.url, FailFirst(503, 2, match, method))
     try:
-        p = porter("mirror", f"{registry.host}/team/api:1.4", f"{proxy.host}/team/api")
+        if command == "mirror":
+            p = porter("mirror", f"{registry.host}/team/api:1.4", f"{proxy.host}/team/api")
+        else:
+            p = porter("import", str(api_archive), proxy.host)
         assert p.returncode == 0, p.stderr
+        assert len([x for x in proxy.seen if x.method == method and x.status == 503]) == 2
         assert skopeo_digest(f"{dest.host}/team/api:1.4") == catalog["api"].digest
     finally:
         proxy.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -277,3 +279,33 @@ def test_mirror_delete_source_then_gc(tools, fresh_registry, tmp_path):
         assert skopeo_digest(f"{src.host}/team/api:2.0") == shared.digest
     finally:
         src.stop()
+
+
+@pytest.mark.fault("gc killed (SIGKILL) part-way through the sweep", "the restarted registry still serves every tagged image")
+@pytest.mark.parametrize("delay", [0.25, 0.3, 0.35, 0.45])  # here 0.3-0.35 s lands mid-sweep
+def test_interrupted_gc_leaves_served_storage(tools, tmp_path, delay):
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from bench import make_gc_storage
+
+    reg = Registry(tmp_path / "reg", free_port())
+    make_gc_storage(reg.storage, repos=30, tags=20)
+    proc = subprocess.Popen([sys.executable, "-m", "porter", "gc", str(reg.storage), "--delete-untagged"],
+                            stdout=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    reg.start()
+    try:
+        with httpx.Client(base_url=reg.url) as c:
+            for repo in c.get("/v2/_catalog?n=1000").json()["repositories"]:
+                for tag in c.get(f"/v2/{repo}/tags/list").json()["tags"]:
+                    r = c.get(f"/v2/{repo}/manifests/{tag}",
+                              headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+                    assert r.status_code == 200, (repo, tag)
+                    man = r.json()
+                    for d in [man["config"]] + man["layers"]:
+                        assert c.head(f"/v2/{repo}/blobs/{d['digest']}").status_code == 200, (repo, tag, d)
+    finally:
+        reg.stop()

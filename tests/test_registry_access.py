@@ -36,7 +36,8 @@ def test_basic_auth_docker_config(basic_registry, tmp_path):
     export_ok(f"{basic_registry.host}/team/api:1.4", tmp_path / "a.tar", env={"DOCKER_CONFIG": str(cfg)})
 
 
-def test_credential_helper(basic_registry, tmp_path):
+@pytest.mark.parametrize("config_key", ["credHelpers", "credsStore"])
+def test_credential_helper(basic_registry, tmp_path, config_key):
     cfg = tmp_path / "dockercfg"
     bindir = tmp_path / "bin"
     cfg.mkdir()
@@ -45,7 +46,9 @@ def test_credential_helper(basic_registry, tmp_path):
     helper.write_text(f"#!/bin/sh\nread host\n[ \"$host\" = \"{basic_registry.host}\" ] || exit 1\n"
                       f"echo '{{\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n")
     helper.chmod(0o755)
-    (cfg / "config.json").write_text(json.dumps({"credHelpers": {basic_registry.host: "porterfake"}}))
+    config = {"credHelpers": {basic_registry.host: "porterfake"}} if config_key == "credHelpers" \
+        else {"credsStore": "porterfake"}
+    (cfg / "config.json").write_text(json.dumps(config))
     export_ok(f"{basic_registry.host}/team/api:1.4", tmp_path / "a.tar",
               env={"DOCKER_CONFIG": str(cfg), "PATH": f"{bindir}:{os.environ['PATH']}"})
 
