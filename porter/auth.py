@@ -179,7 +179,7 @@ class RegistryAuth(httpx.Auth):
     def _fetch_token(self, scope: str, params: dict[str, str]) -> None:
         with self._lock:
             self._scheme, self._challenge = "bearer", params
-            query: list[tuple[str, str]] = []
+            query: list[tuple[str, str | int | float | bool | None]] = []
             if params.get("service"):
                 query.append(("service", params["service"]))
             scopes = {s for s in (params.get("scope", ""), scope) if s}

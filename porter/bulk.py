@@ -151,27 +151,29 @@ def load_job_file(path: str) -> tuple[list[Entry], dict[str, Any]]:
     if not isinstance(raw_entries, list) or not raw_entries:
         raise JobFileError(f"{path}: no [[mirror]] entries")
     entries = []
-    for n, e in enumerate(raw_entries):
+    for n, raw in enumerate(raw_entries):
         def where(key: str) -> str:
             return f"{path}:{_line_of(text, key, n)}: [[mirror]] #{n + 1} {key}"
 
-        for k in e:
+        for k in raw:
             if k not in ENTRY_KEYS:
                 raise JobFileError(f"{where(k)}: unknown key (known: {', '.join(sorted(ENTRY_KEYS))})")
         for k in ("source", "destination"):
-            if not isinstance(e.get(k), str) or not e[k]:
+            if not isinstance(raw.get(k), str) or not raw[k]:
                 raise JobFileError(f"{where(k)}: required, a string")
         for k, typ in (("include", list), ("exclude", list), ("tags", str), ("latest", int), ("platform", str),
                        ("storage", str)):
-            if k in e and not isinstance(e[k], typ) or (typ is list and k in e and
-                                                         not all(isinstance(x, str) for x in e[k])):
+            if k in raw and not isinstance(raw[k], typ) or (typ is list and k in raw and
+                                                         not all(isinstance(x, str) for x in raw[k])):
                 raise JobFileError(f"{where(k)}: must be {'a list of strings' if typ is list else typ.__name__}")
+        if isinstance(raw.get("latest"), int) and raw["latest"] < 1:
+            raise JobFileError(f"{where('latest')}: must be at least 1")
         try:
-            filters = Filters(e.get("include"), e.get("exclude"), e.get("tags"), e.get("latest"))
+            filters = Filters(raw.get("include"), raw.get("exclude"), raw.get("tags"), raw.get("latest"))
         except PorterError as err:
             bad = "tags" if "--tags" in str(err) else "include" if "--include" in str(err) else "exclude"
             raise JobFileError(f"{where(bad)}: {err}") from None
-        entries.append(Entry(e["source"], e["destination"], filters, e.get("platform"), e.get("storage"),
-                             credentials_ref(e.get("source_credentials"), where("source_credentials")),
-                             credentials_ref(e.get("destination_credentials"), where("destination_credentials"))))
+        entries.append(Entry(raw["source"], raw["destination"], filters, raw.get("platform"), raw.get("storage"),
+                             credentials_ref(raw.get("source_credentials"), where("source_credentials")),
+                             credentials_ref(raw.get("destination_credentials"), where("destination_credentials"))))
     return entries, settings

@@ -92,6 +92,7 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
 
     TARGET is a registry (REGISTRY or REGISTRY/REPOSITORY) or, with --storage, a repository path."""
     from . import listing
+    from .places.base import Lister
     from .reference import Reference, parse
 
     sources = Sources(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), storage, as_registry)
@@ -105,6 +106,8 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
         if base.tag or base.digest:
             raise PorterError(f"{target}: ls takes a registry or repository, not a tag or digest")
         source = sources(base)
+        if not isinstance(source, Lister):
+            raise PorterError(f"{target}: this source cannot be listed")
         repos = [base.repository] if base.repository else list(source.repositories())
         tag_counts = {r: len(list(source.tags(r))) for r in repos} if not base.repository else {}
         rows = []  # described tags: for a repository listing, or for every repository when checking
@@ -228,7 +231,7 @@ def mirror(source_ref: str | None, destination: str | None, job_file: str | None
     base = transport_options(creds, insecure, ca_cert, jobs, retries, timeout)
     if gc_storage and not delete_source:
         raise PorterError("--gc-storage goes with --delete-source")
-    if not job_file and destination.startswith(DAEMON):
+    if not job_file and destination and destination.startswith(DAEMON):
         report_load(migrate.mirror_to_daemon(entries[0], base, as_registry, jobs, quiet), quiet, as_json)
         return
     kind, summary = migrate.mirror(entries, base, as_registry, parse_size(chunk_size), jobs, dry_run=dry_run,

@@ -1,10 +1,17 @@
 """The places a command reads from and writes to, opened once per host and closed at the end."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PorterError
 from .places.daemon import PREFIX as DAEMON
+from .reference import Reference
+
+if TYPE_CHECKING:
+    from .places.base import Source
+    from .places.registry import Registry
+    from .places.registry_push import Pusher
+    from .transport import Options
 
 
 class Sources:
@@ -13,8 +20,8 @@ class Sources:
     Storage images are named by repository path alone (``team/api:1.4``), or as if served by
     ``--as-registry HOST``, so that ``docker load`` tags them the way the registry would."""
 
-    def __init__(self, opts: Any, storage: str | None = None, as_registry: str | None = None):
-        self.opts, self.storage_dir = opts, storage
+    def __init__(self, opts: Options, storage: str | None = None, as_registry: str | None = None):
+        self.opts = opts
         self.names_host = as_registry or ""
         self._storage: Any = None
         self._daemon: Any = None
@@ -26,8 +33,8 @@ class Sources:
         elif as_registry:
             raise PorterError("--as-registry only applies with --storage")
 
-    def parse(self, text: str, allow_registry: bool = False) -> Any:
-        from .reference import Reference, parse
+    def parse(self, text: str, allow_registry: bool = False) -> Reference:
+        from .reference import parse
 
         if self._storage is not None and text in ("", "/"):
             return Reference(self.names_host)  # the whole storage directory
@@ -45,7 +52,7 @@ class Sources:
             raise PorterError(f"{ref} names a whole registry; name an image (host/repository[:tag])")
         return ref
 
-    def __call__(self, ref: Any) -> Any:
+    def __call__(self, ref: Reference) -> Source:
         if self._daemon is not None:
             return self._daemon
         if self._storage is not None:
@@ -66,11 +73,11 @@ class Sources:
 class Pushers:
     """One Pusher per destination host."""
 
-    def __init__(self, opts: Any, chunk_size: int, journal: Any = None):
+    def __init__(self, opts: Options, chunk_size: int, journal: Any = None):
         self.opts, self.chunk_size, self.journal = opts, chunk_size, journal
         self._by_host: dict[str, Any] = {}
 
-    def __call__(self, ref: Any) -> Any:
+    def __call__(self, ref: Reference) -> Pusher:
         from .places.registry import Registry
         from .places.registry_push import Pusher
 
@@ -83,7 +90,7 @@ class Pushers:
             p.reg.close()
 
 
-def registry_for(target: str, opts: Any) -> tuple[Any, Any]:
+def registry_for(target: str, opts: Options) -> tuple[Reference, Registry]:
     from .places.registry import Registry
     from .reference import parse
 

@@ -90,8 +90,8 @@ def resolve(source: Source, ref: Reference, platform: Platform | None, all_platf
         m = _child(source, ref, pending.pop(0))
         kept.append(m)
         pending.extend(m.children)
-    chosen = next(m for m in kept if m.digest == want.digest) if want else None
-    return Image(ref, top, chosen, kept, top, want.platform if want else None)
+    picked = next(m for m in kept if m.digest == want.digest) if want else None
+    return Image(ref, top, picked, kept, top, want.platform if want else None)
 
 
 @dataclass

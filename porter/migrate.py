@@ -132,6 +132,7 @@ def delete_migrated(job: Job, say: Callable[[str], None], quiet: bool) -> None:
     digest, src = job.image.listed.digest, job.image.ref
     if not job.pusher.has_manifest(job.dest.repository, job.dest_ref, digest):
         raise PorterError(f"{job.dest}: does not serve {digest}; not deleting the source")
+    assert isinstance(job.source, Registry), "--delete-source is checked to have a registry source"
     d = Deleter(job.source)
     others = sorted(t for t, dg in d.tag_digests(src.repository).items() if dg == digest and t != src.tag)
     if others:

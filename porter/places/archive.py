@@ -77,7 +77,7 @@ class ArchiveWriter:
                 raise ArchiveError(f"{output} already exists; use --force to overwrite")
             if not out.parent.is_dir():
                 raise ArchiveError(f"directory {out.parent} does not exist")
-            self._dir = str(out.parent)
+            self._dir: str | None = str(out.parent)
         else:
             self._dir = None  # the system temp dir
         self._tmp: list[str] = []
@@ -218,7 +218,7 @@ def members_for(images: "list[Image]") -> list[Member]:
             if d.digest not in seen:
                 seen.add(d.digest)
                 out.append(Member(blob_name(d.digest), d.size))
-    for m in out:
-        if m.data is not None:
-            m.size = len(m.data)
+    for member in out:
+        if member.data is not None:
+            member.size = len(member.data)
     return out

@@ -9,6 +9,7 @@ over them, so registries get what ``docker push`` would send. Compression is det
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -65,6 +66,13 @@ def _gzip_file(src: Any, size: int, dst: Path) -> tuple[str, int]:
     return "sha256:" + h.hexdigest(), total
 
 
+def _member(t: Any, name: str) -> bytes:
+    f = t.extractfile(name)
+    if f is None:
+        raise ArchiveError(f"docker save output has no readable {name}")
+    return f.read()
+
+
 class DaemonSource:
     """Images in the local docker engine, via ``docker save`` into a temp dir."""
 
@@ -94,11 +102,11 @@ class DaemonSource:
                 self._archive = ArchiveSource(str(saved))
                 top = self._archive.images()[0].desc
                 return self._archive.get_manifest(Reference("", "x"), top.digest)
-            entries = json.load(t.extractfile("manifest.json"))
+            entries = json.loads(_member(t, "manifest.json"))
             if len(entries) != 1:
                 raise ArchiveError(f"docker save of {self.image_name} holds {len(entries)} images, expected 1")
             entry = entries[0]
-            cfg_raw = t.extractfile(entry["Config"]).read()
+            cfg_raw = _member(t, entry["Config"])
             cfg_d = dg.of_bytes(cfg_raw)
             cfg_path = Path(self.tmp.name) / cfg_d[7:]
             cfg_path.write_bytes(cfg_raw)
@@ -107,7 +115,7 @@ class DaemonSource:
             for i, name in enumerate(entry["Layers"]):
                 member = t.getmember(name)
                 out = Path(self.tmp.name) / f"layer{i}.tar.gz"
-                d, size = _gzip_file(t.extractfile(member), member.size, out)
+                d, size = _gzip_file(t.extractfile(member) or io.BytesIO(), member.size, out)
                 final = out.with_name(d[7:])
                 out.rename(final)
                 self._files[d] = final

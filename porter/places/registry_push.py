@@ -78,14 +78,16 @@ class Pusher:
         """Make blob ``desc`` present in ``repo``; returns "skipped", "mounted" or "uploaded"."""
         while True:
             with self._lock:
-                fut = self._inflight.get(desc.digest)
-                owner = fut is None or (fut.done() and fut.exception() is not None)
+                current = self._inflight.get(desc.digest)
+                owner = current is None or (current.done() and current.exception() is not None)
                 if owner:
-                    fut = self._inflight[desc.digest] = Future()
+                    fut: Future = Future()
+                    self._inflight[desc.digest] = fut
             if owner:
                 break
+            assert current is not None
             try:
-                fut.result()  # someone else is putting this digest into the registry: wait, then mount
+                current.result()  # someone else is putting this digest into the registry: wait, then mount
             except Exception:
                 continue  # it failed: take over
             return self._place(repo, desc, source, src_repo, on_bytes)

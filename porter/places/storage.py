@@ -80,12 +80,13 @@ class Storage:
     # --- Source ---------------------------------------------------------------------------
     def get_manifest(self, ref: Reference, digest: str | None = None) -> Manifest:
         repo = self._repo(ref.repository)
-        if digest is None and ref.digest is None:
+        pinned = digest or ref.digest
+        if pinned is None:
             tag = ref.tag or "latest"
             digest = self.tag_digest(ref.repository, tag)
             what = f"{ref.repository}:{tag}"
         else:
-            digest = digest or ref.digest
+            digest = pinned
             what = f"{ref.repository}@{digest}"
             revision = repo / "_manifests" / "revisions" / "sha256" / dg.hex_of(digest) / "link"
             if not revision.exists():
