@@ -64,6 +64,9 @@ def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister |
     source (under dest's prefix) or a bare-registry destination."""
     from .push import dest_for
 
+    if not (entry_ref.tag or entry_ref.digest) and (dest.tag or dest.digest):
+        raise PorterError(f"{dest}: a repository or registry source keeps its tags; give the destination "
+                          f"without a tag")
     refs = expand(source, lister, entry_ref, filters, jobs)
     keep_path = entry_ref.is_registry or dest.is_registry or not entry_ref.repository
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import PorterError
-from .places.daemon import PREFIX as DAEMON
-from .reference import Reference
+from .reference import DAEMON, Reference
 
 if TYPE_CHECKING:
     from .places.base import Source

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from .errors import ReferenceError_
 
 DOCKER_HUB = "docker.io"
+DAEMON = "docker-daemon:"  # names an image in the local docker engine: docker-daemon:NAME[:TAG]
 DOCKER_HUB_API = "registry-1.docker.io"
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")

@@ -301,3 +301,8 @@ def test_shipped_example_job_file_parses(monkeypatch):
     assert settings["jobs"] == 8 and len(entries) == 2
     assert entries[0].src_creds.username == "u" and entries[0].filters.latest == 5
     assert entries[1].platform == "linux/amd64"
+
+
+def test_repository_source_refuses_tagged_destination(source, fresh_registry):
+    code, _, err = mirror(f"{source.host}/team/svc0", f"{fresh_registry().host}/team/svc0:stable")
+    assert code == 1 and "keeps its tags" in err

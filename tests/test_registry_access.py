@@ -232,3 +232,17 @@ def test_through_a_forward_proxy(registry, catalog, tmp_path):
         assert proxy.requests("GET", "/blobs/") and proxy.requests("GET", "/manifests/")
     finally:
         proxy.stop()
+
+
+def test_anonymous_token_auth(registry, tmp_path, tmp_path_factory):
+    """Docker Hub's way: a token server that hands anonymous pull tokens; no credentials at all."""
+    from services import Registry, TokenServer, free_port
+
+    ts = TokenServer(tmp_path_factory.mktemp("anon-token"))
+    reg = Registry(tmp_path / "anon", free_port(), auth=ts.registry_auth(), shared_storage=registry.storage).start()
+    try:
+        export_ok(f"{reg.host}/team/api:1.4", tmp_path / "a.tar", env={"DOCKER_CONFIG": str(tmp_path)})
+        assert ts.issued >= 1
+    finally:
+        reg.stop()
+        ts.stop()

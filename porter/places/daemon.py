@@ -20,10 +20,9 @@ from typing import Any, Iterator
 from .. import digest as dg
 from ..errors import ArchiveError, NotFoundError, PorterError
 from ..mediatypes import DOCKER_MANIFEST, Descriptor, Manifest
-from ..reference import Reference
+from ..reference import DAEMON as PREFIX, Reference
 from .archive_reader import ArchiveSource
 
-PREFIX = "docker-daemon:"
 LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 CONFIG = "application/vnd.docker.container.image.v1+json"
 CHUNK = 1 << 20
