@@ -54,3 +54,14 @@ def test_zstd_layers_kept_as_served(registry, tmp_path):
     with tarfile.open(out) as t:
         assert t.extractfile(f"blobs/sha256/{layer_d[7:]}").read() == zlayer
         assert t.extractfile(f"blobs/sha256/{sha(raw)[7:]}").read() == raw
+
+
+def test_memory_flat_when_pushing(registry, fresh_registry, tmp_path):
+    s = Seeder(registry.url)
+    cfg = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    s.image_from_blobs("mem/push-big", "1", cfg, [os.urandom(96 * 1024 * 1024)])
+    s.image_from_blobs("mem/push-small", "1", cfg, [b"tiny layer"])
+    dest = fresh_registry()
+    small_kb = peak_rss_kb("mirror", f"{registry.host}/mem/push-small:1", f"{dest.host}/s", "-q")
+    big_kb = peak_rss_kb("mirror", f"{registry.host}/mem/push-big:1", f"{dest.host}/b", "-q", "--chunk-size", "32MiB")
+    assert big_kb - small_kb < 24 * 1024, f"peak RSS grew {(big_kb - small_kb) // 1024} MB for a 96 MB image"
