@@ -46,8 +46,10 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
            quiet: bool, as_json: bool) -> None:
     """Export IMAGE... into one archive that `docker load -i` takes and that is also an OCI layout.
 
-    Layers are stored exactly as the registry serves them (not decompressed) and the original
-    manifest bytes are kept, so importing the archive reproduces the same digests."""
+    IMAGE may also be a repository (every tag, as docker save does) or a whole registry, narrowed
+    with --include/--exclude/--tags/--latest. Layers are stored exactly as the registry serves them
+    (not decompressed) and the original manifest bytes are kept, so importing the archive
+    reproduces the same digests."""
     from . import progress
     from .export import export as do_export
     from .mediatypes import Platform
