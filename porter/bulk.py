@@ -12,7 +12,7 @@ import re
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .auth import Credentials
 from .engine import Image, resolve
@@ -59,7 +59,7 @@ class Planned:
 
 
 def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister | None, filters: Filters,
-         platform: Platform | None, jobs: int) -> list[Planned]:
+         platform: Platform | None, jobs: int, note: Callable[[str], None] = lambda m: None) -> list[Planned]:
     """Expand and resolve one entry. The destination keeps repository paths for a whole-registry
     source (under dest's prefix) or a bare-registry destination."""
     from .push import dest_for
@@ -68,6 +68,8 @@ def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister |
         raise PorterError(f"{dest}: a repository or registry source keeps its tags; give the destination "
                           f"without a tag")
     refs = expand(source, lister, entry_ref, filters, jobs)
+    if len(refs) > 1:
+        note(f"resolving {len(refs)} images from {entry_ref or source.name}")
     keep_path = entry_ref.is_registry or dest.is_registry or not entry_ref.repository
 
     def one(ref: Reference) -> Planned:

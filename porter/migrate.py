@@ -2,6 +2,7 @@
 optionally delete what moved from the source. Printing is the caller's."""
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -97,7 +98,7 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
                                                                else base, chunk, journal))
             plat = Platform.parse(e.platform) if e.platform else None
             for p in plan(ref, parse(e.destination), source, source if isinstance(source, Lister) else None,
-                          e.filters, plat, jobs):
+                          e.filters, plat, jobs, note=say if not quiet and sys.stderr.isatty() else lambda m: None):
                 p.pusher = push_to(p.dest)
                 planned.append(p)
         if single and planned and planned[0].error:

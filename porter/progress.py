@@ -30,7 +30,7 @@ class Bars(Quiet):
         self.total: Any = None
 
     def start(self, total_bytes: int, blobs: int) -> None:
-        self.total = self._tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
+        self.total = self._tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1000,
                                 desc=f"{blobs} blobs", position=0, file=sys.stderr, dynamic_ncols=True)
 
     def blob_started(self, digest: str, size: int) -> Any:
@@ -38,7 +38,7 @@ class Bars(Quiet):
             pos = self._free_positions.pop() if self._free_positions else self._next_position
             if pos == self._next_position:
                 self._next_position += 1
-        return self._tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=digest[7:19],
+        return self._tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1000, desc=digest[7:19],
                           position=pos, leave=False, file=sys.stderr, dynamic_ncols=True)
 
     def advance(self, handle: Any, n: int) -> None:
