@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .errors import NotFoundError, PorterError, RegistryError
-from .mediatypes import ACCEPT, Manifest
+from .mediatypes import Manifest
 from .places.registry import Registry
 from .reference import Reference
 from .selection import compile_re, created, newest_first
@@ -23,12 +23,9 @@ class Deleter:
         self.reg, self.http, self.jobs = registry, registry.http, jobs
 
     def digest_of(self, repo: str, tag: str) -> str:
-        what = f"{self.reg.host}/{repo}:{tag}"
-        try:
-            r = self.http.request("HEAD", f"/v2/{repo}/manifests/{tag}", what, headers={"Accept": ACCEPT})
-        except NotFoundError:
-            raise NotFoundError(f"{what}: no such tag", 404) from None
-        d = r.headers.get("Docker-Content-Digest")
+        d = self.reg.manifest_digest(repo, tag)
+        if d is None:
+            raise NotFoundError(f"{self.reg.host}/{repo}:{tag}: no such tag", 404)
         return d or self.reg.get_manifest(Reference(self.reg.host, repo, tag)).digest
 
     def tag_digests(self, repo: str) -> dict[str, str]:

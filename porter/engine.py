@@ -138,8 +138,10 @@ def copy_blobs(transfers: list[Transfer], open_sink: Callable[[Descriptor], Blob
         finally:
             progress.blob_finished(handle)
 
-    run_all(one, sorted(transfers, key=lambda t: -t.desc.size), jobs, cancel)
-    progress.close()
+    try:
+        run_all(one, sorted(transfers, key=lambda t: -t.desc.size), jobs, cancel)
+    finally:
+        progress.close()
     return stats
 
 

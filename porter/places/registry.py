@@ -47,6 +47,13 @@ class Registry:
             raise DigestMismatch(f"{what}: manifest hashes to {actual}, registry said {expected}")
         return m
 
+    def manifest_digest(self, repository: str, ref: str) -> str | None:
+        """The digest ``repository`` stores under ``ref`` (a tag or digest), from one HEAD with the
+        full Accept list; None when there is none. An empty string: served, but no digest header."""
+        r = self.http.request("HEAD", f"/v2/{repository}/manifests/{ref}", f"{self.host}/{repository}:{ref}",
+                              ok=(200, 404), headers={"Accept": ACCEPT})
+        return r.headers.get("Docker-Content-Digest", "") if r.status_code == 200 else None
+
     def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
         path = f"/v2/{repository}/blobs/{desc.digest}"
         what = f"blob {desc.digest} of {self.host}/{repository}"

@@ -18,7 +18,7 @@ import httpx
 from ..digest import Verifier
 from ..errors import DigestMismatch, PorterError, RegistryError, TransportError
 from ..journal import Journal
-from ..mediatypes import ACCEPT, Descriptor, Manifest
+from ..mediatypes import Descriptor, Manifest
 from ..transport import RETRYABLE, error_for
 from .base import Source
 from .registry import Registry
@@ -265,9 +265,7 @@ class Pusher:
     # --- manifests ------------------------------------------------------------------------
     def has_manifest(self, repo: str, ref: str, digest: str) -> bool:
         """True when ``repo`` already serves ``digest`` under ``ref`` (a tag or that digest)."""
-        r = self.http.request("HEAD", f"/v2/{repo}/manifests/{ref}", f"{self.reg.host}/{repo}:{ref}",
-                              ok=(200, 404), headers={"Accept": ACCEPT})
-        return r.status_code == 200 and r.headers.get("Docker-Content-Digest") == digest
+        return self.reg.manifest_digest(repo, ref) == digest
 
     def put_manifest(self, repo: str, ref: str, m: Manifest, check: bool = True) -> bool:
         """Push ``m`` under ``ref`` unless (``check``) it is there already; True when it was pushed."""
