@@ -115,7 +115,7 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
         rows = []  # described tags: for a repository listing, or for every repository when checking
         if base.repository or check:
             rows = [row for r in repos for row in listing.list_tags(source, source, Reference(base.host, r), jobs)]
-        problems = listing.check(source, base.host, rows, jobs) if check else []
+        problems = listing.check(source, rows, jobs) if check else []
     finally:
         sources.close()
     if as_json:

@@ -25,6 +25,7 @@ class TagRow:
     platforms: list[str] = field(default_factory=list)
     size: int = 0
     error: str = ""
+    blobs: list[Descriptor] = field(default_factory=list, repr=False)  # for check; not printed
 
 
 def _platform_of_config(source: Source, repository: str, m: Manifest) -> str:
@@ -54,9 +55,10 @@ def describe(source: Source, ref: Reference) -> TagRow:
             row.platforms = [str(c.platform) for c in top.children if c.platform]
         else:
             row.platforms = [_platform_of_config(source, ref.repository, top)]
-        blobs = {d.digest: d.size for m in images for d in m.blobs}
+        blobs = {d.digest: d for m in images for d in m.blobs}
         manifests = {m.digest: len(m.raw) for m in [top, *images]}
-        row.size = sum(blobs.values()) + sum(manifests.values())
+        row.blobs = list(blobs.values())
+        row.size = sum(d.size for d in row.blobs) + sum(manifests.values())
     except PorterError as e:
         row.error = str(e)
     return row
@@ -68,15 +70,13 @@ def list_tags(source: Source, lister: Lister, base: Reference, jobs: int) -> lis
         return list(pool.map(lambda r: describe(source, r), refs))
 
 
-def check(source: Source, host: str, rows: list[TagRow], jobs: int) -> list[str]:
-    """Verify every blob of every listed image; returns one problem line per bad tag or blob."""
+def check(source: Source, rows: list[TagRow], jobs: int) -> list[str]:
+    """Verify every blob of every described image; returns one problem line per bad tag or blob."""
     problems = [f"{r.repository}:{r.tag}: {r.error}" for r in rows if r.error]
     work: dict[str, tuple[Descriptor, str, str]] = {}  # digest -> (descriptor, repository, first user)
     for r in rows:
-        if not r.error:
-            _, images = _images(source, Reference(host, r.repository, r.tag))
-            for d in (d for m in images for d in m.blobs):
-                work.setdefault(d.digest, (d, r.repository, f"{r.repository}:{r.tag}"))
+        for d in r.blobs:
+            work.setdefault(d.digest, (d, r.repository, f"{r.repository}:{r.tag}"))
 
     def verify(item: tuple[Descriptor, str, str]) -> str | None:
         d, repository, used_by = item
@@ -93,4 +93,4 @@ def check(source: Source, host: str, rows: list[TagRow], jobs: int) -> list[str]
 
 
 def rows_json(rows: list[TagRow]) -> list[dict]:
-    return [{k: v for k, v in asdict(r).items() if v or k in ("size",)} for r in rows]
+    return [{k: v for k, v in asdict(r).items() if (v or k == "size") and k != "blobs"} for r in rows]
