@@ -85,6 +85,24 @@ def verified(chunks: Iterable[bytes], v: Verifier) -> Iterator[bytes]:
     v.verify()
 
 
+def file_chunks(path: str | os.PathLike, start: int = 0, length: int | None = None,
+                chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes from ``start`` — ``length`` of them, or to the end — a chunk at a time.
+    Raises EOFError when the file ends before ``length`` bytes."""
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        left = length
+        while left is None or left > 0:
+            data = f.read(chunk if left is None else min(chunk, left))
+            if not data:
+                if left:
+                    raise EOFError(f"{path} ends {left} bytes early")
+                return
+            if left is not None:
+                left -= len(data)
+            yield data
+
+
 def read_all(chunks: Iterable[bytes], digest: str, size: int, what: str) -> bytes:
     """A small blob (an image config) in memory, verified; the size bounds what is read."""
     return b"".join(verified(chunks, Verifier(digest, size, what)))

@@ -172,15 +172,10 @@ class ArchiveSource:
         e = self._entry(desc.digest)
         if e.size != desc.size:
             raise DigestMismatch(f"{self.path}: blob {desc.digest} is {e.size} bytes, its manifest says {desc.size}")
-        with open(self.tar_path, "rb", buffering=0) as f:
-            f.seek(e.offset + offset)
-            left = e.size - offset
-            while left > 0:
-                chunk = f.read(min(READ_CHUNK, left))
-                if not chunk:
-                    raise ArchiveError(f"{self.path}: truncated inside blob {desc.digest}")
-                left -= len(chunk)
-                yield chunk
+        try:
+            yield from dg.file_chunks(self.tar_path, e.offset + offset, e.size - offset)
+        except EOFError:
+            raise ArchiveError(f"{self.path}: truncated inside blob {desc.digest}") from None
 
     def check_complete(self, manifests: list[Manifest]) -> None:
         """Every blob the manifests name is present with the right size (before any push)."""

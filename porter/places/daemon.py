@@ -143,10 +143,7 @@ class DaemonSource:
         path = self._files.get(desc.digest)
         if path is None:
             raise NotFoundError(f"{PREFIX}{self.image_name}: no blob {desc.digest}", 404)
-        with open(path, "rb") as f:
-            f.seek(offset)
-            while chunk := f.read(CHUNK):
-                yield chunk
+        yield from dg.file_chunks(path, offset)
 
 
 def load(archive_path: str) -> list[str]:

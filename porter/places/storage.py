@@ -18,7 +18,6 @@ from ..errors import DigestMismatch, NotFoundError, StorageError
 from ..mediatypes import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from ..reference import Reference
 
-READ_CHUNK = 1 << 20
 _INTERNAL = ("_manifests", "_layers", "_uploads")
 
 
@@ -106,18 +105,11 @@ class Storage:
     def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
         path = self.blob_path(desc.digest)
         try:
-            f = open(path, "rb", buffering=0)
+            yield from dg.file_chunks(path, offset)
         except FileNotFoundError:
             raise StorageError(f"blob {desc.digest} (used by {repository}) is missing from storage ({path})") from None
         except OSError as e:
             raise StorageError(f"blob {desc.digest}: cannot read {path}: {e.strerror}") from None
-        with f:
-            try:
-                f.seek(offset)
-                while chunk := f.read(READ_CHUNK):
-                    yield chunk
-            except OSError as e:
-                raise StorageError(f"blob {desc.digest}: cannot read {path}: {e.strerror}") from None
 
     # --- Lister ---------------------------------------------------------------------------
     def repositories(self) -> Iterator[str]:
