@@ -15,12 +15,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator
+from typing import TYPE_CHECKING
 
 import httpx
 
 from .errors import AuthError, PorterError
-from .reference import DOCKER_HUB
+from .mediatypes import loads
+from .reference import DOCKER_HUB, printable
+
+if TYPE_CHECKING:
+    from .transport import Transport
 
 
 @dataclass(frozen=True)
@@ -127,14 +131,21 @@ def scope_for(request: httpx.Request) -> str:
     return f"repository:{m[1]}:{actions}"
 
 
-class RegistryAuth(httpx.Auth):
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{1,16384}\Z")
+
+
+class RegistryAuth:
     """The 401 → credentials/token → retry dance, remembering what worked.
 
     After the first challenge, later requests carry Basic credentials or the cached token for
-    their scope up front, so a run pays the challenge once per scope."""
+    their scope up front, so a run pays the challenge once per scope. Credentials and tokens go
+    only to the registry's own origin, and only a challenge from that origin is answered: a host
+    that a redirect led to gets nothing, whatever its 401 says. The token realm is the one the
+    registry's own challenge named."""
 
-    def __init__(self, host: str, creds: Credentials | None, token_client: httpx.Client):
+    def __init__(self, host: str, creds: Credentials | None, transport: "Transport", token_client: httpx.Client):
         self.host, self.creds, self._token_client = host, creds, token_client
+        self.transport = transport
         self._scheme: str | None = None
         self._challenge: dict[str, str] = {}
         self._tokens: dict[str, tuple[str, float]] = {}
@@ -150,6 +161,9 @@ class RegistryAuth(httpx.Auth):
         return tok[0] if tok and tok[1] > time.monotonic() else None
 
     def _authorize(self, request: httpx.Request) -> bool:
+        if not self.transport.same_origin(request.url):
+            request.headers.pop("Authorization", None)
+            return False
         scope = scope_for(request)
         if self._scheme == "basic" and self.creds:
             request.headers["Authorization"] = self._basic()
@@ -159,48 +173,62 @@ class RegistryAuth(httpx.Auth):
             return False
         return True
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        self._authorize(request)
-        response = yield request
-        if response.status_code != 401:
-            return
+    def authorize(self, request: httpx.Request) -> bool:
+        """Attach what is known to work for this request's scope (nothing off the registry's origin)."""
+        return self._authorize(request)
+
+    def answer(self, response: httpx.Response) -> bool:
+        """Take a 401: True when there is now something new to try (credentials, a token). Only a
+        challenge from the registry's own origin is answered."""
+        if response.status_code != 401 or not self.transport.same_origin(response.request.url):
+            return False
         scheme, params = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if scheme == "basic":
-            if not self.creds:
-                return
+            if not self.creds or self._scheme == "basic":
+                return False
             self._scheme = "basic"
-        elif scheme == "bearer" and params.get("realm"):
-            self._fetch_token(scope_for(request), params)
-        else:
-            return
-        self._authorize(request)
-        yield request
+            return True
+        if scheme == "bearer" and params.get("realm"):
+            self._fetch_token(scope_for(response.request), params)
+            return True
+        return False
 
     def _fetch_token(self, scope: str, params: dict[str, str]) -> None:
+        from .transport import MAX_JSON_BYTES, check_url, read_body
+
         with self._lock:
             self._scheme, self._challenge = "bearer", params
+            what = f"{self.host}: token server"
+            realm = check_url(params["realm"], self.transport.opts.insecure, what)
             query: list[tuple[str, str | int | float | bool | None]] = []
             if params.get("service"):
                 query.append(("service", params["service"]))
             scopes = {s for s in (params.get("scope", ""), scope) if s}
             query += [("scope", s) for s in sorted(scopes)]
             headers = {"Authorization": self._basic()} if self.creds else {}
+            deadline = time.monotonic() + self.transport.deadline
             try:
-                r = self._token_client.get(params["realm"], params=query, headers=headers)
+                req = self._token_client.build_request("GET", realm, params=query, headers=headers,
+                                                       extensions={"porter.deadline": deadline})
+                r = self._token_client.send(req, stream=True)
+                try:
+                    body = read_body(r, MAX_JSON_BYTES, what, deadline, truncate=r.status_code != 200)
+                finally:
+                    r.close()
             except httpx.HTTPError as e:
-                raise AuthError(f"token server {httpx.URL(params['realm']).host} unreachable: {type(e).__name__}") from None
+                raise AuthError(f"token server {printable(realm.host)} unreachable: {type(e).__name__}") from None
             if r.status_code in (401, 403):
                 raise AuthError(f"{self.host}: authentication failed (token server refused the credentials)", r.status_code)
             if r.status_code != 200:
                 raise AuthError(f"{self.host}: token server answered {r.status_code}", r.status_code)
             try:
-                body = r.json()
-                token = body.get("token") or body.get("access_token")
-                ttl = float(body.get("expires_in") or 60)
-            except (ValueError, AttributeError):
-                token = None
-            if not token:
-                raise AuthError(f"{self.host}: token server returned no token")
-            expiry = time.monotonic() + max(ttl - 10, 5)
+                doc = loads(body, what)
+                token = doc.get("token") or doc.get("access_token")
+                ttl = float(doc.get("expires_in") or 60)
+            except (PorterError, AttributeError, TypeError, ValueError):
+                token, ttl = None, 60.0
+            if not isinstance(token, str) or not _TOKEN.match(token):
+                raise AuthError(f"{self.host}: token server returned no usable token")
+            expiry = time.monotonic() + min(max(ttl - 10, 5), 86400)
             for s in scopes | {scope}:
                 self._tokens[s] = (token, expiry)

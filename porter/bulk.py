@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import click
 
 from .auth import Credentials
 from .engine import Image, resolve
@@ -67,7 +70,12 @@ def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister |
     if not (entry_ref.tag or entry_ref.digest) and (dest.tag or dest.digest):
         raise PorterError(f"{dest}: a repository or registry source keeps its tags; give the destination "
                           f"without a tag")
-    refs = expand(source, lister, entry_ref, filters, jobs)
+    refused: list[Planned] = []
+
+    def refuse(name: str, why: str) -> None:
+        refused.append(Planned(Reference(entry_ref.host, name), dest, source, error=why))
+
+    refs = expand(source, lister, entry_ref, filters, jobs, refuse)
     if len(refs) > 1:
         note(f"resolving {len(refs)} images from {entry_ref or source.name}")
     keep_path = entry_ref.is_registry or dest.is_registry or not entry_ref.repository
@@ -82,13 +90,16 @@ def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister |
         return p
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, refs))
+        return refused + list(pool.map(one, refs))
 
 
 # --- job files ---------------------------------------------------------------------------------
 ENTRY_KEYS = {"source", "destination", "storage", "include", "exclude", "tags", "latest", "platform",
               "source_credentials", "destination_credentials"}
 SETTINGS_KEYS = {"jobs", "chunk_size", "state", "insecure", "ca_cert", "retries", "timeout", "shards"}
+
+
+MAX_SECRET_BYTES = 4096
 
 
 class JobFileError(PorterError):
@@ -126,11 +137,68 @@ def credentials_ref(value: Any, where: str) -> Credentials | None:
             raise JobFileError(f"{where}: environment variable {arg}_USERNAME is not set")
         return Credentials(user, os.environ.get(f"{arg}_PASSWORD", ""))
     if kind == "file" and arg:
-        try:
-            return Credentials.parse(open(arg).read().strip())
-        except OSError as e:
-            raise JobFileError(f"{where}: cannot read credentials file {arg}: {e.strerror}") from None
+        return Credentials.parse(read_secret(arg, where))
     raise JobFileError(f"{where}: credentials must be 'env:NAME', 'file:PATH' or 'docker-config', not {value!r}")
+
+
+def read_secret(path: str, where: str) -> str:
+    """The one ``user:pass`` line of a small regular file (a mounted secret may be a link to one)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise JobFileError(f"{where}: cannot read credentials file {path}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SECRET_BYTES:
+            raise JobFileError(f"{where}: credentials file {path} is not a small regular file")
+        data = f.read(MAX_SECRET_BYTES + 1)
+    try:
+        lines = data.decode("utf-8").strip().splitlines()
+    except UnicodeDecodeError:
+        lines = []
+    if len(lines) != 1 or ":" not in lines[0]:
+        raise JobFileError(f"{where}: credentials file {path} must hold one USER:PASSWORD line")
+    return lines[0]
+
+
+def _setting(path: str, text: str, key: str, value: Any) -> Any:
+    """A [settings] value, typed and range-checked exactly as its command-line flag is."""
+    from .options import parse_size
+
+    def bad(why: str) -> JobFileError:
+        return JobFileError(f"{path}:{_line_of(text, key, None)}: [settings] {key}: {why}")
+
+    def number(kind: type, lo: float, hi: float) -> Any:
+        ok = isinstance(value, int) or (kind is float and isinstance(value, float))
+        if isinstance(value, bool) or not ok or not lo <= value <= hi:
+            raise bad(f"must be {'an integer' if kind is int else 'a number'} from {lo:g} to {hi:g}, "
+                      f"not {value!r}")
+        return kind(value)
+
+    if key == "jobs":
+        return number(int, 1, 64)
+    if key == "retries":
+        return number(int, 0, 20)
+    if key == "timeout":
+        return number(float, 1, 3600)
+    if key == "shards":
+        return number(int, 1, 10**6)
+    if key == "insecure":
+        if not isinstance(value, bool):
+            raise bad(f"must be true or false (a TOML boolean, unquoted), not {value!r}")
+        return value
+    if key == "chunk_size":
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise bad("must be a size such as \"64MiB\"")
+        try:
+            return parse_size(str(value))
+        except click.BadParameter as e:
+            raise bad(e.format_message()) from None
+    if not isinstance(value, str) or not value:  # state, ca_cert
+        raise bad("must be a non-empty string")
+    if key == "ca_cert" and not os.path.isfile(value):
+        raise bad(f"no such file {value!r}")
+    return value
 
 
 def load_job_file(path: str) -> tuple[list[Entry], dict[str, Any]]:
@@ -152,8 +220,9 @@ def load_job_file(path: str) -> tuple[list[Entry], dict[str, Any]]:
         if k not in SETTINGS_KEYS:
             raise JobFileError(f"{path}:{_line_of(text, k, None)}: unknown setting {k!r} "
                                f"(known: {', '.join(sorted(SETTINGS_KEYS))})")
+    settings = {k: _setting(path, text, k, v) for k, v in settings.items()}
     raw_entries = doc.get("mirror")
-    if not isinstance(raw_entries, list) or not raw_entries:
+    if not isinstance(raw_entries, list) or not raw_entries or not all(isinstance(r, dict) for r in raw_entries):
         raise JobFileError(f"{path}: no [[mirror]] entries")
     entries = []
     for n, raw in enumerate(raw_entries):
@@ -171,7 +240,7 @@ def load_job_file(path: str) -> tuple[list[Entry], dict[str, Any]]:
             if k in raw and not isinstance(raw[k], typ) or (typ is list and k in raw and
                                                          not all(isinstance(x, str) for x in raw[k])):
                 raise JobFileError(f"{where(k)}: must be {'a list of strings' if typ is list else typ.__name__}")
-        if isinstance(raw.get("latest"), int) and raw["latest"] < 1:
+        if isinstance(raw.get("latest"), bool) or isinstance(raw.get("latest"), int) and raw["latest"] < 1:
             raise JobFileError(f"{where('latest')}: must be at least 1")
         try:
             filters = Filters(raw.get("include"), raw.get("exclude"), raw.get("tags"), raw.get("latest"))

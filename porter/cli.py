@@ -59,12 +59,18 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
 
     filters = make_filters(include, exclude, tags_re, latest, shard, shards)
     sources = Sources(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), storage, as_registry)
+    refused: list[str] = []
+
+    def refuse(name: str, why: str) -> None:
+        refused.append(name)
+        say(f"refused: {name}: {why}")
+
     try:
         refs = []
         for text in images:  # an image, or every (matching) tag of a repository or registry
             ref = sources.parse(text, allow_registry=True)
             source = sources(ref)
-            refs += expand(source, source if isinstance(source, Lister) else None, ref, filters, jobs)
+            refs += expand(source, source if isinstance(source, Lister) else None, ref, filters, jobs, refuse)
         if not refs:
             raise PorterError("no image matched: nothing to export")
         plat = Platform.parse(platform_) if platform_ else Platform.host()
@@ -72,8 +78,12 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
                             force=force, progress=progress.make(quiet))
     finally:
         sources.close()
+    summary["refused"] = refused
     report(summary, as_json, quiet, f"wrote {output}: {len(summary['images'])} image(s), {summary['blobs']} blobs, "
-           f"{human_size(summary['archive_bytes'])} in {summary['seconds']:.2f}s")
+           f"{human_size(summary['archive_bytes'])} in {summary['seconds']:.2f}s"
+           + (f"; {len(refused)} listed name(s) refused" if refused else ""))
+    if refused:
+        sys.exit(1)
 
 
 @main.command(name="ls", epilog="""\b
@@ -95,7 +105,8 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
     TARGET is a registry (REGISTRY or REGISTRY/REPOSITORY) or, with --storage, a repository path."""
     from . import listing
     from .places.base import Lister
-    from .reference import Reference, parse
+    from .reference import Reference, check_repository, check_tag, parse
+    from .selection import valid
 
     sources = Sources(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), storage, as_registry)
     try:
@@ -110,12 +121,20 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
         source = sources(base)
         if not isinstance(source, Lister):
             raise PorterError(f"{target}: this source cannot be listed")
-        repos = [base.repository] if base.repository else list(source.repositories())
-        tag_counts = {r: len(list(source.tags(r))) for r in repos} if not base.repository else {}
+        problems: list[str] = []
+
+        def refuse(name: str, why: str) -> None:
+            problems.append(f"{name}: {why}")
+
+        repos = [base.repository] if base.repository else valid(source.repositories(), check_repository, refuse)
+        tag_counts = {r: len(valid(source.tags(r), check_tag, refuse, f"{r}:")) for r in repos} \
+            if not base.repository else {}
         rows = []  # described tags: for a repository listing, or for every repository when checking
         if base.repository or check:
-            rows = [row for r in repos for row in listing.list_tags(source, source, Reference(base.host, r), jobs)]
-        problems = listing.check(source, rows, jobs) if check else []
+            rows = [row for r in repos for row in listing.list_tags(source, source, Reference(base.host, r), jobs,
+                                                                   refuse)]
+        problems += listing.check(source, rows, jobs) if check else [f"{r.repository}:{r.tag}: {r.error}"
+                                                                     for r in rows if r.error]
     finally:
         sources.close()
     if as_json:
@@ -130,7 +149,7 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
     else:
         click.echo(table([["REPOSITORY", "TAGS"]] + [[r, str(n)] for r, n in tag_counts.items()]))
     for p in problems:
-        click.echo(f"porter: {p}", err=True)
+        say(p)
     if check:
         click.echo(f"checked {len(rows)} tag(s): {len(problems)} problem(s)", err=True)
     if problems:
@@ -214,13 +233,20 @@ def mirror(source_ref: str | None, destination: str | None, job_file: str | None
         if source_ref or destination:
             raise click.UsageError("give either SOURCE DESTINATION or --config, not both")
         entries, settings = load_job_file(job_file)
-        jobs = int(settings.get("jobs", jobs))
-        chunk_size = str(settings.get("chunk_size", chunk_size))
-        retries, timeout = int(settings.get("retries", retries)), float(settings.get("timeout", timeout))
-        insecure, ca_cert = bool(settings.get("insecure", insecure)), settings.get("ca_cert", ca_cert)
-        state_file = state_file or settings.get("state")
+        # A flag given on the command line wins over the job file; the job file over the defaults.
+        ctx = click.get_current_context()
+
+        def pick(param: str, value: Any, key: str) -> Any:
+            given = ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE
+            return value if given or key not in settings else settings[key]
+
+        jobs, retries, timeout = pick("jobs", jobs, "jobs"), pick("retries", retries, "retries"), \
+            pick("timeout", timeout, "timeout")
+        chunk_size = str(pick("chunk_size", chunk_size, "chunk_size"))
+        insecure, ca_cert = pick("insecure", insecure, "insecure"), pick("ca_cert", ca_cert, "ca_cert")
+        state_file = pick("state_file", state_file, "state")
         if settings.get("shards") and not shard and not shards:
-            shards = int(settings["shards"])
+            shards = settings["shards"]
         extra = make_filters((), (), None, None, shard, shards).shard
         for e in entries:
             e.filters.shard = extra

@@ -26,6 +26,16 @@ def hex_of(digest: str) -> str:
     return digest[7:]
 
 
+def check(value: object, what: str) -> str:
+    """``value`` if it is a digest porter verifies (``sha256:`` + 64 lowercase hex), else an error.
+    Digests from outside (descriptors, headers, index children) pass here before any use."""
+    if isinstance(value, str) and _DIGEST.match(value):
+        return value
+    text = repr(value)
+    text = text if len(text) <= 90 else text[:80] + "…"
+    raise DigestMismatch(f"{what}: unsupported or malformed digest {text} (porter verifies sha256:<64 lowercase hex>)")
+
+
 def check_bytes(data: bytes, digest: str, what: str) -> None:
     actual = of_bytes(data)
     if actual != digest:
@@ -85,10 +95,10 @@ def verified(chunks: Iterable[bytes], v: Verifier) -> Iterator[bytes]:
     v.verify()
 
 
-def file_chunks(path: str | os.PathLike, start: int = 0, length: int | None = None,
+def file_chunks(path: str | os.PathLike | int, start: int = 0, length: int | None = None,
                 chunk: int = 1 << 20) -> Iterator[bytes]:
-    """A file's bytes from ``start`` — ``length`` of them, or to the end — a chunk at a time.
-    Raises EOFError when the file ends before ``length`` bytes."""
+    """A file's bytes (a path, or an open fd that this closes) from ``start`` — ``length`` of
+    them, or to the end — a chunk at a time. Raises EOFError when it ends before ``length`` bytes."""
     with open(path, "rb", buffering=0) as f:
         f.seek(start)
         left = length

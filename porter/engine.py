@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol, TypeVar
 
 from .digest import Verifier, verified
-from .errors import DigestMismatch, PorterError
+from .errors import Cancelled, DigestMismatch, PorterError
 from .mediatypes import Descriptor, Manifest, Platform
 from .places.base import Source
 from .progress import Quiet
@@ -25,10 +25,6 @@ T = TypeVar("T")
 
 class BlobSink(Protocol):
     def write(self, data: bytes) -> None: ...
-
-
-class Cancelled(PorterError):
-    """Another transfer failed or the user interrupted; this one stops at its next write."""
 
 
 @dataclass

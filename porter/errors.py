@@ -53,6 +53,10 @@ class TransportError(PorterError):
     pass
 
 
+class Cancelled(PorterError):
+    """Another transfer failed or the user interrupted; this one stops at its next write."""
+
+
 class DigestMismatch(PorterError):
     pass
 

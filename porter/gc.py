@@ -12,16 +12,18 @@ of tagged manifest lists, which breaks every multi-platform image; porter keeps 
 """
 from __future__ import annotations
 
+import functools
 import os
-import shutil
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import digest as dg
+from . import safepath
 from .errors import PorterError, StorageError
-from .mediatypes import Manifest
+from .mediatypes import MAX_MANIFEST_BYTES, Manifest
 from .places.storage import Storage
 
 ACTIVE_UPLOAD_SECONDS = 3600  # an upload written to within this long counts as in progress
@@ -44,20 +46,14 @@ class Plan:
                 "bytes": self.bytes, "uploads": [str(p) for p in self.uploads], "problems": self.problems}
 
 
-def _links(d: Path) -> list[str]:
-    """Digests named by ``<d>/sha256/<hex>/link`` entries (revisions, layers, tag indexes)."""
-    base = d / "sha256"
-    try:
-        return sorted("sha256:" + e.name for e in base.iterdir() if (e / "link").exists())
-    except FileNotFoundError:
-        return []
+_HEX = re.compile(r"[a-f0-9]{64}\Z")
 
 
-def _started_at(upload: Path) -> float | None:
+def _started_at(root: Path, upload: Path) -> float | None:
     try:
-        text = (upload / "startedat").read_text().strip()
+        text = safepath.read_regular(root, upload / "startedat", 100).decode("ascii").strip()
         return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
-    except (OSError, ValueError):
+    except (OSError, ValueError, StorageError):
         return None
 
 
@@ -66,31 +62,40 @@ def _last_write(upload: Path) -> float:
     for root, _, files in os.walk(upload):
         for f in files:
             try:
-                latest = max(latest, os.stat(os.path.join(root, f)).st_mtime)
+                latest = max(latest, os.lstat(os.path.join(root, f)).st_mtime)
             except OSError:
                 pass
     return latest
 
 
 class Collector:
+    """Plans and sweeps one storage directory. Nothing outside its root is read or deleted: no
+    link is followed (a repository whose metadata is a link stops the plan before anything is
+    deleted; a link or stray entry under ``blobs/`` is reported and left alone)."""
+
     def __init__(self, storage: Storage):
         self.st = storage
+        self.root = storage.v2
+
+    def _links(self, d: Path) -> list[str]:
+        """Digests named by ``<d>/sha256/<hex>/link`` entries (revisions, layers, tag indexes)."""
+        names, _ = safepath.scan_dirs(self.root, d / "sha256")
+        # A deleted manifest leaves its directory behind, without the link file.
+        return ["sha256:" + n for n in names if _HEX.match(n) and os.path.isfile(d / "sha256" / n / "link")]
 
     def _manifest(self, digest: str) -> Manifest | None:
         path = self.st.blob_path(digest)
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
+            raw = self.st.read(path, MAX_MANIFEST_BYTES, f"manifest {digest}")
             dg.check_bytes(raw, digest, f"manifest blob {path}")
             return Manifest.parse(raw, "", digest, str(path))
-        except PorterError:  # corrupt, or a blob that is not a manifest
+        except PorterError:  # missing, corrupt, a link, or a blob that is not a manifest
             return None
 
-    def _mark(self, digest: str, plan: Plan, where: str) -> None:
-        """Mark a manifest and, recursively, everything it references."""
-        pending = [digest]
+    def _mark(self, digest: str, plan: Plan) -> bool:
+        """Mark a manifest and, recursively, everything it references; False when some manifest
+        on the way could not be read (then the caller keeps the whole repository's blobs)."""
+        pending, whole = [digest], True
         while pending:
             d = pending.pop()
             if d in plan.marked:
@@ -98,20 +103,37 @@ class Collector:
             plan.marked.add(d)
             m = self._manifest(d)
             if m is None:
-                if d == digest:
-                    plan.problems.append(f"{where}: manifest {d} is missing or unreadable; its blobs stay unmarked")
+                whole = False
                 continue
             for ref in m.blobs:
                 plan.marked.add(ref.digest)
             pending.extend(c.digest for c in m.children)
+        return whole
+
+    def _check_repo(self, repo: str) -> Path:
+        d = self.st.repos_dir / repo
+        for sub in ("_manifests", "_layers", "_uploads"):
+            p = d / sub
+            if os.path.lexists(p) and not safepath.plain_dir(self.root, p):
+                raise StorageError(f"{p} is a symbolic link (or not a directory): refusing to collect a storage "
+                                   f"tree that points outside itself; remove it first")
+        return d
 
     def plan(self, delete_untagged: bool, upload_age: float, now: float | None = None) -> Plan:
         now = now or time.time()
         plan = Plan()
         for repo in self.st.repositories():
-            mdir = self.st.repos_dir / repo / "_manifests"
-            revisions = _links(mdir / "revisions")
-            tagged = {self.st.tag_digest(repo, t) for t in self.st.tags(repo)}
+            rdir = self._check_repo(repo)
+            mdir = rdir / "_manifests"
+            revisions = self._links(mdir / "revisions")
+            tagged: set[str] = set()
+            doubtful = False  # something this repository names could not be read: keep all its blobs
+            for t in self.st.tags(repo):
+                try:
+                    tagged.add(self.st.tag_digest(repo, t))
+                except PorterError as e:
+                    plan.problems.append(f"{repo}: tag {t!r}: {e}")
+                    doubtful = True
             keep = set(revisions)
             if delete_untagged:
                 keep = set(tagged)
@@ -121,26 +143,39 @@ class Collector:
                         keep.update(c.digest for c in m.children)
                 plan.manifests += [(repo, d) for d in revisions if d not in keep]
             for d in sorted(keep):
-                if d in revisions or d in tagged:
-                    self._mark(d, plan, repo)
+                if (d in revisions or d in tagged) and not self._mark(d, plan):
+                    plan.problems.append(f"{repo}: manifest {d} (or one it names) is missing or unreadable; "
+                                         f"every blob linked to {repo} is kept")
+                    doubtful = True
+            if doubtful:
+                plan.marked.update(self._links(rdir / "_layers"))
+                plan.marked.update(revisions)
             for up in self._uploads(repo):
-                started = _started_at(up)
+                started = _started_at(self.root, up)
                 if started is not None and now - started > upload_age:
                     plan.uploads.append(up)
-        blobs_root = self.st.v2 / "blobs" / "sha256"
-        for prefix in sorted(blobs_root.iterdir()) if blobs_root.is_dir() else []:
-            for b in sorted(prefix.iterdir()):
-                d = "sha256:" + b.name
+        blobs_root = self.root / "blobs" / "sha256"
+        prefixes, stray = safepath.scan_dirs(self.root, blobs_root)
+        plan.problems += [f"{blobs_root / n}: not a blob directory; skipped" for n in stray]
+        for prefix in prefixes:
+            names, stray = safepath.scan_dirs(self.root, blobs_root / prefix)
+            plan.problems += [f"{blobs_root / prefix / n}: not a blob directory; skipped" for n in stray]
+            for name in names:
+                if not (_HEX.match(name) and name.startswith(prefix)):
+                    plan.problems.append(f"{blobs_root / prefix / name}: not a sha256 blob directory; skipped")
+                    continue
+                d = "sha256:" + name
                 if d not in plan.marked:
                     try:
-                        plan.blobs[d] = (b / "data").stat().st_size
-                    except FileNotFoundError:
+                        plan.blobs[d] = os.lstat(blobs_root / prefix / name / "data").st_size
+                    except OSError:
                         plan.blobs[d] = 0
         return plan
 
     def _uploads(self, repo: str) -> list[Path]:
         d = self.st.repos_dir / repo / "_uploads"
-        return sorted(p for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        names, _ = safepath.scan_dirs(self.root, d)
+        return [d / n for n in names]
 
     def active_uploads(self, now: float | None = None) -> list[str]:
         now = now or time.time()
@@ -152,24 +187,26 @@ class Collector:
         return out
 
     def sweep(self, plan: Plan) -> None:
-        """Delete what the plan says, outside in: untagged manifests, blobs, layer links, uploads."""
+        """Delete what the plan says, outside in: untagged manifests, blobs, layer links, uploads.
+        Whatever is skipped (a link on the way) is added to the plan's problems; the sweep goes on."""
         repos = list(self.st.repositories())
+        skipped: list[str | None] = []
+        rm = functools.partial(safepath.remove_tree, self.root)
         for repo, d in plan.manifests:
             h = dg.hex_of(d)
             mdir = self.st.repos_dir / repo / "_manifests"
-            shutil.rmtree(mdir / "revisions" / "sha256" / h, ignore_errors=True)
-            tags = mdir / "tags"
-            for t in tags.iterdir() if tags.is_dir() else []:
-                shutil.rmtree(t / "index" / "sha256" / h, ignore_errors=True)
+            skipped.append(rm(mdir / "revisions" / "sha256" / h))
+            tags, _ = safepath.scan_dirs(self.root, mdir / "tags")
+            skipped += [rm(mdir / "tags" / t / "index" / "sha256" / h) for t in tags]
         for d in plan.blobs:
             h = dg.hex_of(d)
-            shutil.rmtree(self.st.v2 / "blobs" / "sha256" / h[:2] / h, ignore_errors=True)
+            skipped.append(rm(self.root / "blobs" / "sha256" / h[:2] / h))
         for repo in repos:
             layers = self.st.repos_dir / repo / "_layers" / "sha256"
-            for d in plan.blobs:
-                shutil.rmtree(layers / dg.hex_of(d), ignore_errors=True)
-        for up in plan.uploads:
-            shutil.rmtree(up, ignore_errors=True)
+            present, _ = safepath.scan_dirs(self.root, layers)
+            skipped += [rm(layers / h) for h in present if "sha256:" + h in plan.blobs]
+        skipped += [rm(up) for up in plan.uploads]
+        plan.problems += [s for s in skipped if s]
 
 
 def parse_duration(text: str) -> float:

@@ -11,13 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import PorterError
+
 VERSION = 1
+MAX_JOURNAL_BYTES = 256 << 20
 
 
 def default_path(job_key: str) -> Path:
@@ -35,14 +39,22 @@ class Journal:
         self._load(warn)
 
     def _load(self, warn: Callable[[str], None]) -> None:
+        """Read the journal back. A file at the path that is not a porter journal (a link, a
+        device, anything that does not parse as one) is never replaced: that is an error."""
+        refuse = f"--state {self.path}: exists and is not a porter journal; refusing to replace it"
         try:
-            doc = json.loads(self.path.read_text())
+            st = os.lstat(self.path)
         except FileNotFoundError:
             return
-        except (OSError, ValueError) as e:
-            warn(f"ignoring unreadable journal {self.path} ({type(e).__name__}); starting afresh")
-            return
-        if not isinstance(doc, dict) or doc.get("version") != VERSION or doc.get("job") != self.key:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_JOURNAL_BYTES:
+            raise PorterError(refuse)
+        try:
+            doc = json.loads(self.path.read_bytes())
+        except (OSError, ValueError, RecursionError):
+            raise PorterError(refuse) from None
+        if not isinstance(doc, dict) or doc.get("version") != VERSION or not isinstance(doc.get("job"), str):
+            raise PorterError(refuse)
+        if doc.get("job") != self.key:
             warn(f"ignoring journal {self.path}: it belongs to another job")
             return
         images, uploads = doc.get("images"), doc.get("uploads")

@@ -5,15 +5,15 @@
 """
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from .digest import Verifier, read_all, verified
 from .errors import PorterError
-from .mediatypes import Descriptor, Manifest
+from .mediatypes import Descriptor, Manifest, loads
 from .places.base import Lister, Source
-from .reference import Reference
+from .reference import Reference, check_tag
+from .selection import Refuse, valid
 
 
 @dataclass
@@ -32,11 +32,11 @@ def _platform_of_config(source: Source, repository: str, m: Manifest) -> str:
     cfg = m.config
     raw = read_all(source.blob_chunks(repository, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
     try:
-        doc = json.loads(raw)
+        doc = loads(raw, "config")
         parts = [doc.get("os", ""), doc.get("architecture", ""), doc.get("variant", "")]
-    except (ValueError, AttributeError):
+    except (PorterError, AttributeError):
         return "?"
-    return "/".join(p for p in parts if p) or "?"
+    return "/".join(p for p in parts if isinstance(p, str) and p) or "?"
 
 
 def _images(source: Source, ref: Reference) -> tuple[Manifest, list[Manifest]]:
@@ -64,8 +64,11 @@ def describe(source: Source, ref: Reference) -> TagRow:
     return row
 
 
-def list_tags(source: Source, lister: Lister, base: Reference, jobs: int) -> list[TagRow]:
-    refs = [Reference(base.host, base.repository, tag) for tag in lister.tags(base.repository)]
+def list_tags(source: Source, lister: Lister, base: Reference, jobs: int, refuse: Refuse) -> list[TagRow]:
+    """Every tag of ``base``'s repository, described; a listed tag that is not a valid tag goes
+    to ``refuse`` and is never requested."""
+    tags = valid(lister.tags(base.repository), check_tag, refuse, f"{base.repository}:")
+    refs = [Reference(base.host, base.repository, tag) for tag in sorted(tags)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda r: describe(source, r), refs))
 

@@ -23,6 +23,21 @@ IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # Distribution's own limit on manifest size
+MAX_BLOB_SIZE = 1 << 44  # 16 TiB: a larger size in a descriptor is a lie, not a layer
+
+
+def loads(raw: bytes | str, what: str) -> Any:
+    """``json.loads`` for untrusted bytes: any failure (deep nesting included) is one PorterError."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise PorterError(f"{what}: not valid JSON") from None
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise PorterError(f"{what} must be a string")
+    return value
 
 
 @dataclass(frozen=True)
@@ -66,13 +81,27 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Descriptor":
-        try:
-            p = d.get("platform")
-            plat = Platform(p["os"], p["architecture"], p.get("variant", "")) if p else None
-            return cls(d.get("mediaType", ""), d["digest"], int(d["size"]), plat, d.get("annotations") or {})
-        except (KeyError, TypeError, ValueError) as e:
-            raise PorterError(f"malformed descriptor in manifest: {e}") from None
+    def from_json(cls, d: Any) -> "Descriptor":
+        """A descriptor from untrusted JSON: every field's type, the digest and the size checked."""
+        from .digest import check
+
+        if not isinstance(d, dict):
+            raise PorterError(f"malformed descriptor in manifest: {type(d).__name__}, not an object")
+        size = d.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_BLOB_SIZE:
+            raise PorterError(f"malformed descriptor in manifest: size {str(size)[:40]!r} is not a byte count")
+        digest = check(d.get("digest"), "descriptor in manifest")
+        p = d.get("platform")
+        plat = None
+        if p is not None:
+            if not isinstance(p, dict):
+                raise PorterError(f"malformed descriptor {digest}: platform is not an object")
+            plat = Platform(_str(p.get("os"), "platform os"), _str(p.get("architecture"), "platform architecture"),
+                            _str(p.get("variant", ""), "platform variant"))
+        ann = d.get("annotations") or {}
+        if not isinstance(ann, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ann.items()):
+            raise PorterError(f"malformed descriptor {digest}: annotations must map strings to strings")
+        return cls(_str(d.get("mediaType", ""), "descriptor mediaType"), digest, size, plat, ann)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
@@ -95,13 +124,12 @@ class Manifest:
 
     @classmethod
     def parse(cls, raw: bytes, media_type: str, digest: str, what: str) -> "Manifest":
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise PorterError(f"{what}: manifest is not valid JSON") from None
+        doc = loads(raw, f"{what}: manifest")
         if not isinstance(doc, dict):
             raise PorterError(f"{what}: manifest is not a JSON object")
         body_type = doc.get("mediaType") or ""
+        if not isinstance(body_type, str):
+            raise PorterError(f"{what}: manifest mediaType is not a string")
         if doc.get("schemaVersion") == 1 or media_type in SCHEMA1 or body_type in SCHEMA1:
             raise UnsupportedError(f"{what}: Docker schema 1 manifests are not supported (push the image again with a current client)")
         mt = body_type or media_type.split(";")[0].strip()
@@ -112,6 +140,10 @@ class Manifest:
             raise UnsupportedError(f"{what}: unsupported manifest media type {mt or 'unknown'!r}")
         m = cls(raw, mt, digest)
         object.__setattr__(m, "_doc", doc)
+        try:  # every descriptor is checked now, so nothing later meets a malformed one
+            m.children, m.blobs
+        except PorterError as e:
+            raise PorterError(f"{what}: {e}") from None
         return m
 
     @property
@@ -126,10 +158,16 @@ class Manifest:
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, self.digest, len(self.raw))
 
+    def _list(self, key: str) -> list[Any]:
+        value = self.doc.get(key, [])
+        if not isinstance(value, list):
+            raise PorterError(f"manifest {self.digest}: {key} is not a list")
+        return value
+
     @property
     def children(self) -> list[Descriptor]:
         """An index's manifests (empty for an image manifest)."""
-        return [Descriptor.from_json(d) for d in self.doc.get("manifests", [])] if self.is_index else []
+        return [Descriptor.from_json(d) for d in self._list("manifests")] if self.is_index else []
 
     @property
     def config(self) -> Descriptor:
@@ -139,7 +177,7 @@ class Manifest:
 
     @property
     def layers(self) -> list[Descriptor]:
-        return [Descriptor.from_json(d) for d in self.doc.get("layers", [])]
+        return [Descriptor.from_json(d) for d in self._list("layers")]
 
     @property
     def blobs(self) -> list[Descriptor]:

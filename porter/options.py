@@ -25,7 +25,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def fail(message: str, code: int = 1) -> None:
-    click.echo(f"porter: error: {message}", err=True)
+    from .output import clean
+
+    click.echo(f"porter: error: {clean(message)}", err=True)
     sys.stdout.flush()
     os._exit(code)  # transfer threads may still be blocked in reads; cleanup already ran
 
@@ -39,13 +41,21 @@ def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except PorterError as e:
-            fail(str(e).splitlines()[0] if str(e) else type(e).__name__, e.exit_code)
+            fail(str(e) or type(e).__name__, e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted; partial output removed", EXIT_SIGINT)
         except Terminated:
             fail("terminated; partial output removed", EXIT_SIGTERM)
         except BrokenPipeError:
             fail("output pipe closed", 1)
+        except click.exceptions.Exit:
+            raise
+        except (click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as e:  # a bug: still one line, never a traceback (PORTER_DEBUG=1 shows it)
+            if os.environ.get("PORTER_DEBUG"):
+                raise
+            fail(f"internal error ({type(e).__name__}: {e}); please report it (PORTER_DEBUG=1 shows where)", 1)
 
     return wrapper
 
@@ -126,7 +136,7 @@ def parse_size(text: str) -> int:
     num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
     try:
         n = int(float(num) * units[t[len(num):].strip()])
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, OverflowError):
         raise click.BadParameter(f"{text!r} is not a size like 64MiB") from None
     if n < 1 << 20:
         raise click.BadParameter("chunk size must be at least 1MiB")

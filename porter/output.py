@@ -7,6 +7,15 @@ from typing import Any
 import click
 
 
+def clean(text: object) -> str:
+    """``text`` safe for a terminal: control and format characters (escape sequences, CR, LF,
+    bidi overrides) from registries, names or archives become visible escapes."""
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(c if c.isprintable() else repr(c)[1:-1] if c != "'" else c for c in s)
+
+
 def human_size(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
@@ -16,13 +25,14 @@ def human_size(n: float) -> str:
 
 
 def table(rows: list[list[str]]) -> str:
+    rows = [[clean(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def say(message: str) -> None:
     """A note on stderr (progress of a job, a warning): never mixed into --json output."""
-    click.echo(f"porter: {message}", err=True)
+    click.echo(f"porter: {clean(message)}", err=True)
 
 
 def report(summary: dict[str, Any], as_json: bool, quiet: bool, line: str) -> None:
@@ -30,16 +40,16 @@ def report(summary: dict[str, Any], as_json: bool, quiet: bool, line: str) -> No
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     elif not quiet:
-        click.echo(line, err=summary.get("output") == "-")
+        click.echo(clean(line), err=summary.get("output") == "-")
 
 
 def report_push(summary: dict[str, Any], quiet: bool, as_json: bool) -> None:
     for img in summary["images"]:
         if "source_digest" in img and not quiet:
-            click.echo(f"porter: note: pushed only {img['platform']} of {img['source']}: {img['destination']} is "
-                       f"{img['digest']}, not the index digest {img['source_digest']}", err=True)
+            say(f"note: pushed only {img['platform']} of {img['source']}: {img['destination']} is "
+                f"{img['digest']}, not the index digest {img['source_digest']}")
         if img["state"] == "failed":
-            click.echo(f"porter: failed: {img['source']}: {img['error']}", err=True)
+            say(f"failed: {img['source']}: {img['error']}")
     b = summary["blobs"]
     report(summary, as_json, quiet,
            f"{summary['copied']} image(s) copied, {summary['present']} already there, {summary['failed']} failed; "

@@ -21,7 +21,7 @@ _HOST = re.compile(
     r"(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*"
     r"|\[[0-9a-fA-F:.]+\])(?::[0-9]{1,5})?\Z"
 )
-_TAG = re.compile(r"[\w][\w.-]{0,127}\Z")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}\Z")
 
 
@@ -75,6 +75,33 @@ class Reference:
         if self.digest:
             s += f"@{self.digest}"
         return s
+
+
+def check_repository(name: object, what: str = "repository name") -> str:
+    """``name`` if it is a valid repository path (what the command line accepts), else a
+    ReferenceError_ saying why. Names from catalogs, tags lists, storage directories and archives
+    pass through here before they reach a URL, a file name or a RepoTags entry."""
+    if not isinstance(name, str) or not name:
+        raise ReferenceError_(f"invalid {what} {printable(name)}: empty or not a string")
+    if len(name) > 255:
+        raise ReferenceError_(f"invalid {what} {printable(name)}: longer than 255 characters")
+    for comp in name.split("/"):
+        if not _COMPONENT.match(comp):
+            raise ReferenceError_(f"invalid {what} {printable(name)}: bad path component {printable(comp)}")
+    return name
+
+
+def check_tag(tag: object, what: str = "tag") -> str:
+    """``tag`` if it matches ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``, else a ReferenceError_."""
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise ReferenceError_(f"invalid {what} {printable(tag)}: a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
+    return tag
+
+
+def printable(value: object, limit: int = 80) -> str:
+    """``repr`` of an untrusted value, shortened: safe to put in a one-line message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
 def is_loopback_host(host: str) -> bool:

@@ -7,32 +7,36 @@ image's creation time from its config (an index: the host platform's image, else
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable, Iterable
 
 from .digest import read_all
 from .errors import PorterError
-from .mediatypes import Platform
+from .mediatypes import Platform, loads
 from .places.base import Lister, Source
-from .reference import Reference
+from .reference import Reference, check_repository, check_tag, printable
 
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """RFC 3339 as image configs write it (nanoseconds included) → an aware datetime."""
-    if not text:
+def parse_time(text: object) -> datetime | None:
+    """RFC 3339 as image configs write it (nanoseconds included) → an aware datetime; None when
+    absent or unreadable."""
+    if not isinstance(text, str) or not text:
         return None
     m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$", text.strip())
     if not m:
         return None
     frac = f".{m[2][:6]}" if m[2] else ""
     tz = "+00:00" if m[3] in (None, "Z") else m[3]
-    return datetime.fromisoformat(m[1] + frac + tz)
+    try:
+        return datetime.fromisoformat(m[1] + frac + tz)
+    except ValueError:  # month 13 and the like
+        return None
 
 
 def semver_key(tag: str) -> tuple | None:
@@ -60,8 +64,8 @@ def created(source: Source, ref: Reference, digest: str | None = None) -> dateti
     cfg = m.config
     raw = read_all(source.blob_chunks(ref.repository, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
     try:
-        return parse_time(json.loads(raw).get("created"))
-    except (ValueError, AttributeError):
+        return parse_time(loads(raw, "config").get("created"))
+    except (PorterError, AttributeError, TypeError):
         return None
 
 
@@ -130,17 +134,39 @@ def _missing_index() -> tuple[int, int]:
     raise PorterError("--shards needs JOB_COMPLETION_INDEX in the environment (a Kubernetes Indexed Job sets it) or --shard I/N")
 
 
-def expand(source: Source, lister: Lister | None, ref: Reference, f: Filters, jobs: int) -> list[Reference]:
-    """Image references for an image, a repository (every tag) or a whole registry/storage."""
+#: Told of each listed name that is refused: (the name as listed, why).
+Refuse = Callable[[str, str], None]
+
+
+def _refuse_all(name: str, why: str) -> None:
+    raise PorterError(f"refusing {name}: {why}")
+
+
+def valid(names: Iterable[str], check: Callable[[str], str], refuse: Refuse, prefix: str = "") -> list[str]:
+    """The names a listing gave that pass ``check`` (the command line's grammar); each other one
+    goes to ``refuse``, so that it never reaches a URL, a path or a RepoTags entry."""
+    out = []
+    for n in names:
+        try:
+            out.append(check(n))
+        except PorterError as e:
+            refuse(prefix + printable(n), str(e))
+    return out
+
+
+def expand(source: Source, lister: Lister | None, ref: Reference, f: Filters, jobs: int,
+           refuse: Refuse = _refuse_all) -> list[Reference]:
+    """Image references for an image, a repository (every tag) or a whole registry/storage.
+    Listed repository names and tags are validated first; ``refuse`` hears of each bad one."""
     if ref.tag or ref.digest:
         return [ref] if (ref.is_registry or f.repo_ok(ref.repository)) else []
     if lister is None:
         raise PorterError(f"{ref}: this source cannot list tags; name an image with a tag")
-    repos = [ref.repository] if ref.repository else list(lister.repositories())
+    repos = [ref.repository] if ref.repository else valid(lister.repositories(), check_repository, refuse)
     repos = [r for r in repos if f.repo_ok(r)]
 
     def tags_of(repo: str) -> list[Reference]:
-        tags = [t for t in lister.tags(repo) if f.tag_ok(t)]
+        tags = [t for t in valid(lister.tags(repo), check_tag, refuse, f"{repo}:") if f.tag_ok(t)]
         if f.latest is not None and len(tags) > f.latest:
             when: dict[str, datetime | None] = {}
             if not all(semver_key(t) for t in tags):

@@ -13,11 +13,41 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from typing import Iterator
 
 import httpx
 
 READ = 1 << 20
+
+
+class DeadlineExceeded(httpx.ReadTimeout):
+    """The request's overall deadline (``porter.deadline`` in its extensions) passed: the socket
+    was shut, so a server trickling bytes cannot hold a metadata request for ever."""
+
+
+class _Watchdog:
+    """Shuts a connection's socket down at a deadline, unless cancelled first."""
+
+    def __init__(self, conn: http.client.HTTPConnection, deadline: float | None):
+        self.fired = False
+        self._timer: threading.Timer | None = None
+        if deadline is not None:
+            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire, args=(conn,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self, conn: http.client.HTTPConnection) -> None:
+        self.fired = True
+        try:
+            if conn.sock is not None:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _wire_error(e: BaseException, request: httpx.Request, connecting: bool) -> httpx.TransportError:
@@ -35,23 +65,29 @@ def _wire_error(e: BaseException, request: httpx.Request, connecting: bool) -> h
 
 class _Body(httpx.SyncByteStream):
     def __init__(self, transport: "StdlibTransport", key: tuple, conn: http.client.HTTPConnection,
-                 resp: http.client.HTTPResponse, request: httpx.Request):
+                 resp: http.client.HTTPResponse, request: httpx.Request, watchdog: _Watchdog):
         self.t, self.key, self.conn, self.resp, self.request = transport, key, conn, resp, request
+        self.watchdog = watchdog
         self.done = False
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             while chunk := self.resp.read1(READ):
                 yield chunk
-        except (OSError, http.client.HTTPException) as e:
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            if self.watchdog.fired:
+                raise DeadlineExceeded("deadline passed while reading the body", request=self.request) from None
             raise _wire_error(e, self.request, connecting=False) from None
+        if self.watchdog.fired:
+            raise DeadlineExceeded("deadline passed while reading the body", request=self.request)
         if self.resp.length:  # read1 ends quietly when the peer closes early
             raise httpx.RemoteProtocolError(f"connection closed with {self.resp.length} bytes of the body unread",
                                             request=self.request)
         self.done = True
 
     def close(self) -> None:
-        reusable = self.done and not self.resp.will_close
+        self.watchdog.cancel()
+        reusable = self.done and not self.resp.will_close and not self.watchdog.fired
         self.resp.close()
         if reusable:
             self.t._give_back(self.key, self.conn)
@@ -93,6 +129,9 @@ class StdlibTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
+        if url.scheme not in ("http", "https"):  # never turn another scheme into a plain HTTP request
+            raise httpx.UnsupportedProtocol(f"refusing a {url.scheme!r} URL", request=request)
+        deadline = request.extensions.get("porter.deadline")
         key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         body = None if request.method in ("GET", "HEAD") and "content-length" not in request.headers \
@@ -108,6 +147,7 @@ class StdlibTransport(httpx.BaseTransport):
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 raise _wire_error(e, request, connecting=True) from None
+            watchdog = _Watchdog(conn, deadline)
             try:
                 conn.putrequest(request.method, url.raw_path.decode("ascii"), skip_host=True,
                                 skip_accept_encoding=True)
@@ -119,14 +159,21 @@ class StdlibTransport(httpx.BaseTransport):
                         conn.send(chunk)
                 resp = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                watchdog.cancel()
                 conn.close()
+                if watchdog.fired:
+                    raise DeadlineExceeded("deadline passed before the answer's headers", request=request) from None
                 if reused and body is None:
                     continue
                 raise _wire_error(e, request, connecting=False) from None
-            except (OSError, http.client.HTTPException) as e:
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                watchdog.cancel()
                 conn.close()
+                if watchdog.fired:
+                    raise DeadlineExceeded("deadline passed before the answer's headers", request=request) from None
                 raise _wire_error(e, request, connecting=False) from None
-            return httpx.Response(resp.status, headers=resp.getheaders(), stream=_Body(self, key, conn, resp, request),
+            return httpx.Response(resp.status, headers=resp.getheaders(),
+                                  stream=_Body(self, key, conn, resp, request, watchdog),
                                   extensions={"http_version": b"HTTP/1.1", "reason_phrase": resp.reason.encode()})
         raise AssertionError("unreachable")
 

@@ -7,7 +7,6 @@ pushed. A ``.tar.zst`` is first decompressed into a temp file, bounded against z
 """
 from __future__ import annotations
 
-import json
 import os
 import tarfile
 import tempfile
@@ -16,8 +15,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from .. import digest as dg
-from ..errors import ArchiveError, DigestMismatch
-from ..mediatypes import INDEX_TYPES, MAX_MANIFEST_BYTES, Descriptor, Manifest
+from ..errors import ArchiveError, DigestMismatch, PorterError
+from ..mediatypes import INDEX_TYPES, MAX_MANIFEST_BYTES, Descriptor, Manifest, loads
 from ..reference import Reference
 
 READ_CHUNK = 1 << 20
@@ -134,15 +133,20 @@ class ArchiveSource:
 
     def _json(self, name: str) -> Any:
         try:
-            return json.loads(self._read(name, MAX_JSON))
-        except ValueError:
-            raise ArchiveError(f"{self.path}: {name} is not valid JSON") from None
+            return loads(self._read(name, MAX_JSON), f"{self.path}: {name}")
+        except PorterError as e:
+            raise ArchiveError(str(e)) from None
 
     def images(self) -> list[ArchivedImage]:
         out = []
-        for d in self.index.get("manifests") or []:
-            desc = Descriptor.from_json(d)
-            dg.hex_of(desc.digest)
+        listed = self.index.get("manifests") if isinstance(self.index, dict) else None
+        if not isinstance(listed, list):
+            raise ArchiveError(f"{self.path}: index.json has no list of manifests")
+        for d in listed:
+            try:
+                desc = Descriptor.from_json(d)
+            except PorterError as e:
+                raise ArchiveError(f"{self.path}: index.json: {e}") from None
             ann = desc.annotations
             out.append(ArchivedImage(ann.get(NAME_ANNOTATION) or ann.get(REF_ANNOTATION), desc))
         if not out:

@@ -8,12 +8,13 @@ from urllib.parse import urljoin
 import httpx
 
 from .. import digest as dg
-from ..errors import DigestMismatch, NotFoundError, TransportError
-from ..mediatypes import ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Manifest
-from ..reference import Reference
+from ..errors import DigestMismatch, NotFoundError, RegistryError, TransportError
+from ..mediatypes import ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Manifest, loads
+from ..reference import Reference, printable
 from ..transport import Options, RETRYABLE, Transport
 
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+MAX_LISTED = 500_000  # names in one catalog or tags list: far beyond real ones, far below memory trouble
 
 
 class Registry:
@@ -33,15 +34,14 @@ class Registry:
         what = f"{ref.name}@{target}" if target.startswith("sha256:") else f"{ref.name}:{target}"
         try:
             r = self.http.request("GET", f"/v2/{ref.repository}/manifests/{target}", what,
-                                  headers={"Accept": ACCEPT})
+                                  headers={"Accept": ACCEPT}, limit=MAX_MANIFEST_BYTES)
         except NotFoundError as e:
             raise NotFoundError(f"{what}: image not found in {ref.host} ({'; '.join(e.codes) or e.status})",
                                 e.status, e.codes) from None
         raw = r.content
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise DigestMismatch(f"{what}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
         actual = dg.of_bytes(raw)
-        expected = target if target.startswith("sha256:") else r.headers.get("Docker-Content-Digest") or actual
+        header = r.headers.get("Docker-Content-Digest")
+        expected = target if target.startswith("sha256:") else dg.check(header, what) if header else actual
         m = Manifest.parse(raw, r.headers.get("Content-Type", ""), actual, what)
         if actual != expected:
             raise DigestMismatch(f"{what}: manifest hashes to {actual}, registry said {expected}")
@@ -50,9 +50,12 @@ class Registry:
     def manifest_digest(self, repository: str, ref: str) -> str | None:
         """The digest ``repository`` stores under ``ref`` (a tag or digest), from one HEAD with the
         full Accept list; None when there is none. An empty string: served, but no digest header."""
-        r = self.http.request("HEAD", f"/v2/{repository}/manifests/{ref}", f"{self.host}/{repository}:{ref}",
-                              ok=(200, 404), headers={"Accept": ACCEPT})
-        return r.headers.get("Docker-Content-Digest", "") if r.status_code == 200 else None
+        what = f"{self.host}/{repository}:{ref}"
+        r = self.http.request("HEAD", f"/v2/{repository}/manifests/{ref}", what, ok=(200, 404), headers={"Accept": ACCEPT})
+        if r.status_code != 200:
+            return None
+        header = r.headers.get("Docker-Content-Digest", "")
+        return dg.check(header, what) if header else ""
 
     def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
         path = f"/v2/{repository}/blobs/{desc.digest}"
@@ -83,15 +86,30 @@ class Registry:
 
     # --- listing --------------------------------------------------------------------------
     def _paged(self, path: str, key: str, what: str) -> Iterator[str]:
+        """Every name of a paginated list, as the registry gives them (unvalidated: callers check
+        them as names). Bounded: each page by size, the whole by MAX_LISTED names, and a ``Link``
+        that leads back to a page already read ends the listing with an error."""
         url: str | None = f"{path}?n=1000"
+        seen: set[str] = set()
+        count = 0
         while url:
+            seen.add(url)
             r = self.http.request("GET", url, what)
-            yield from (r.json().get(key) or [])
+            doc = loads(r.content, what)
+            names = doc.get(key) or [] if isinstance(doc, dict) else None  # "tags": null is an empty list
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise RegistryError(f"{what}: malformed answer ({key!r} is not a list of names)")
+            count += len(names)
+            if count > MAX_LISTED:
+                raise RegistryError(f"{what}: more than {MAX_LISTED} names; refusing to list further")
+            yield from names
             m = _NEXT.search(r.headers.get("Link", ""))
             url = None
             if m:
                 nxt = httpx.URL(urljoin(f"http://x{path}", m[1]))
                 url = nxt.raw_path.decode()
+                if url in seen:
+                    raise RegistryError(f"{what}: the registry's Link header loops back to {printable(url)}")
 
     def repositories(self) -> Iterator[str]:
         return self._paged("/v2/_catalog", "repositories", f"{self.host}: catalog")

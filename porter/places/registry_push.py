@@ -15,10 +15,12 @@ from typing import Callable, Iterator
 
 import httpx
 
+from .. import digest as dg
 from ..digest import Verifier
-from ..errors import DigestMismatch, PorterError, RegistryError, TransportError
+from ..errors import Cancelled, DigestMismatch, PorterError, RegistryError, TransportError
 from ..journal import Journal
 from ..mediatypes import Descriptor, Manifest
+from ..reference import printable
 from ..transport import RETRYABLE, error_for
 from .base import Source
 from .registry import Registry
@@ -42,6 +44,7 @@ class Pusher:
         self._inflight: dict[str, Future] = {}
         self._known: dict[str, set[str]] = {}  # digest -> repositories known to hold it
         self.chunked_ok = True  # cleared when the registry refuses PATCH: then monolithic PUTs
+        self._current: dict[str, str] = {}  # journal key -> the upload URL in use (to cancel it)
 
     # --- blobs ----------------------------------------------------------------------------
     def has_blob(self, repo: str, digest: str) -> bool:
@@ -58,16 +61,27 @@ class Pusher:
         return False
 
     def _cancel(self, started: httpx.Response) -> None:
+        self._abandon(self._location(started))
+
+    def _abandon(self, location: str, journal_key: str | None = None) -> None:
+        """Cancel an upload porter gives up on (DELETE on its URL), so the registry does not keep
+        its bytes under ``_uploads``; best effort."""
+        if journal_key and self.journal:
+            self.journal.upload_done(journal_key)
         try:
-            self.http.client.delete(self._location(started))
-        except httpx.HTTPError:
+            self.http.send("DELETE", location, f"{self.reg.host}: cancel upload")
+        except (PorterError, httpx.HTTPError):
             pass
 
     def _location(self, r: httpx.Response) -> str:
         loc = r.headers.get("Location")
         if not loc:
             raise RegistryError(f"{self.reg.host}: upload answer without a Location header", r.status_code)
-        return str(r.url.join(loc))
+        try:
+            url = str(r.url.join(loc))
+        except (httpx.InvalidURL, ValueError):
+            raise RegistryError(f"{self.reg.host}: unreadable upload Location {printable(loc)}") from None
+        return self.http.check_upload_url(url, f"{self.reg.host}: upload Location")
 
     def _remember(self, repo: str, digest: str) -> None:
         with self._lock:
@@ -174,11 +188,16 @@ class Pusher:
         location = self._start(repo)
         v = Verifier(desc.digest, desc.size, f"blob {desc.digest} from {source.name}/{src_repo}")
         body = self._body(source, src_repo, desc, 0, desc.size, v, on_bytes)
-        r = self.http.with_retries(lambda: self.http.client.put(
-            self._with_digest(location, desc.digest), content=body,
-            headers={**OCTET, "Content-Length": str(desc.size)}), what, retries=0)
-        if r.status_code != 201:
-            raise error_for(r, what)
+        try:
+            r = self.http.with_retries(lambda: self.http.send(
+                "PUT", self._with_digest(location, desc.digest), what, timed=False, content=body,
+                headers={**OCTET, "Content-Length": str(desc.size)}), what, retries=0)
+            if r.status_code != 201:
+                raise error_for(r, what)
+        except (PorterError, *RETRYABLE) as e:
+            if not isinstance(e, Cancelled):
+                self._abandon(location)
+            raise
 
     def _resume_point(self, key: str, source: Source, src_repo: str, desc: Descriptor, v: Verifier,
                       what: str) -> tuple[str, int] | None:
@@ -188,7 +207,7 @@ class Pusher:
         if not saved:
             return None
         try:
-            got, location = self._status(saved["location"], what)
+            got, location = self._status(self.http.check_upload_url(saved["location"], f"{what}: journal"), what)
         except (ChunkFailed, PorterError, *RETRYABLE):
             return None
         if got > desc.size:
@@ -208,14 +227,26 @@ class Pusher:
         if resumed is None:
             v = Verifier(desc.digest, desc.size, v.what)
         location, pos = resumed or (self._start(repo), 0)
+        try:
+            self._send_chunks(key, location, pos, desc, source, src_repo, v, on_bytes, what)
+        except (PorterError, ChunkFailed, *RETRYABLE) as e:
+            if not isinstance(e, Cancelled):  # an interrupted job keeps its upload, to resume
+                self._abandon(self._current.get(key, location), key)
+            raise
+        finally:
+            self._current.pop(key, None)
+
+    def _send_chunks(self, key: str, location: str, pos: int, desc: Descriptor, source: Source, src_repo: str,
+                     v: Verifier, on_bytes: Callable[[int], None], what: str) -> None:
         failures, skip_to = 0, None
         while pos < desc.size:
+            self._current[key] = location
             end = min(pos + self.chunk_size, desc.size)
             checkpoint = v.copy()
             send_from = skip_to if skip_to is not None else pos
             body = self._body(source, src_repo, desc, pos, end, v, on_bytes, skip_to)
             try:
-                r = self.http.client.patch(location, content=body, headers={
+                r = self.http.send("PATCH", location, what, timed=False, content=body, headers={
                     **OCTET, "Content-Range": f"{send_from}-{end - 1}", "Content-Length": str(end - send_from)})
             except RETRYABLE as e:
                 r = None
@@ -243,14 +274,15 @@ class Pusher:
                 raise ChunkFailed(f"registry lost data before byte {pos} (has {got})")
             v, skip_to = checkpoint, (got if got > pos else None)
         v.verify()  # never commit bytes that did not hash right
-        r = self.http.client.put(self._with_digest(location, desc.digest), headers=OCTET)
+        self._current[key] = location
+        r = self.http.send("PUT", self._with_digest(location, desc.digest), what, headers=OCTET)
         if r.status_code != 201:
             raise error_for(r, what)
         if self.journal:
             self.journal.upload_done(key)
 
     def _status(self, location: str, what: str) -> tuple[int, str]:
-        r = self.http.with_retries(lambda: self.http.client.get(location), what)
+        r = self.http.with_retries(lambda: self.http.send("GET", location, what), what)
         if r.status_code != 204:
             raise ChunkFailed(f"upload status: {r.status_code}")
         # Distribution says "0-<last byte>", and "0-0" for an empty upload too: read that as 0
@@ -275,6 +307,6 @@ class Pusher:
         r = self.http.request("PUT", f"/v2/{repo}/manifests/{ref}", f"{what}: push manifest", ok=(201,),
                               content=m.raw, headers={"Content-Type": m.media_type})
         got = r.headers.get("Docker-Content-Digest")
-        if got and got != m.digest:
+        if got and dg.check(got, what) != m.digest:
             raise DigestMismatch(f"{what}: registry stored the manifest as {got}, not {m.digest}")
         return True

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Iterator
 
 from .. import digest as dg
-from ..errors import DigestMismatch, NotFoundError, StorageError
+from .. import safepath
+from ..errors import DigestMismatch, NotFoundError, PorterError, StorageError
 from ..mediatypes import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from ..reference import Reference
+from ..reference import Reference, check_repository, check_tag
 
 _INTERNAL = ("_manifests", "_layers", "_uploads")
+MAX_LINK_BYTES = 100  # "sha256:" + 64 hex, and a newline at most
 
 
 def find_v2(path: str | Path) -> Path:
@@ -52,29 +54,41 @@ class Storage:
         return self.v2 / "blobs" / "sha256" / h[:2] / h / "data"
 
     def _repo(self, repository: str) -> Path:
-        if not repository or any(part in ("", ".", "..") or part.startswith("_") for part in repository.split("/")):
-            raise StorageError(f"invalid repository name {repository!r}")
+        try:
+            check_repository(repository)
+        except PorterError as e:
+            raise StorageError(str(e)) from None
         d = self.repos_dir / repository
-        if not (d / "_manifests").is_dir():
+        if not safepath.plain_dir(self.v2, d / "_manifests"):
             raise NotFoundError(f"{repository}: no such repository in {self.root}", 404)
         return d
 
-    def _read_link(self, path: Path, what: str) -> str:
+    def read(self, path: Path, limit: int, what: str) -> bytes:
+        """A regular file of the storage tree, bounded, no link followed; NotFoundError when absent."""
         try:
-            text = path.read_text().strip()
+            return safepath.read_regular(self.v2, path, limit)
         except FileNotFoundError:
             raise NotFoundError(f"{what}: not found in {self.root}", 404) from None
         except OSError as e:
             raise StorageError(f"{what}: cannot read {path}: {e.strerror}") from None
+        except StorageError as e:
+            raise StorageError(f"{what}: {e}") from None
+
+    def read_link(self, path: Path, what: str) -> str:
+        """The digest a link file names (a link file holds ``sha256:<hex>``, under 100 bytes)."""
         try:
-            dg.hex_of(text)
-        except DigestMismatch:
+            text = self.read(path, MAX_LINK_BYTES, what).decode("ascii").strip()
+            return dg.hex_of(text) and text
+        except (DigestMismatch, UnicodeDecodeError):
             raise StorageError(f"{what}: link file {path} does not hold a sha256 digest") from None
-        return text
 
     def tag_digest(self, repository: str, tag: str) -> str:
+        try:
+            check_tag(tag)
+        except PorterError as e:
+            raise StorageError(str(e)) from None
         link = self._repo(repository) / "_manifests" / "tags" / tag / "current" / "link"
-        return self._read_link(link, f"{repository}:{tag}")
+        return self.read_link(link, f"{repository}:{tag}")
 
     # --- Source ---------------------------------------------------------------------------
     def get_manifest(self, ref: Reference, digest: str | None = None) -> Manifest:
@@ -88,24 +102,24 @@ class Storage:
             digest = pinned
             what = f"{ref.repository}@{digest}"
             revision = repo / "_manifests" / "revisions" / "sha256" / dg.hex_of(digest) / "link"
-            if not revision.exists():
-                raise NotFoundError(f"{what}: not a manifest of repository {ref.repository} in {self.root}", 404)
+            try:
+                self.read_link(revision, what)
+            except NotFoundError:
+                raise NotFoundError(f"{what}: not a manifest of repository {ref.repository} in {self.root}",
+                                    404) from None
         path = self.blob_path(digest)
         try:
-            if path.stat().st_size > MAX_MANIFEST_BYTES:
-                raise DigestMismatch(f"{what}: manifest blob larger than {MAX_MANIFEST_BYTES} bytes")
-            raw = path.read_bytes()
-        except FileNotFoundError:
+            raw = self.read(path, MAX_MANIFEST_BYTES, what)
+        except NotFoundError:
             raise StorageError(f"{what}: points at {digest}, whose blob is missing from storage ({path})") from None
-        except OSError as e:
-            raise StorageError(f"{what}: cannot read {path}: {e.strerror}") from None
         dg.check_bytes(raw, digest, f"{what}: manifest blob {path}")
         return Manifest.parse(raw, "", digest, what)
 
     def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
         path = self.blob_path(desc.digest)
         try:
-            yield from dg.file_chunks(path, offset)
+            fd, _ = safepath.open_regular(self.v2, path)
+            yield from dg.file_chunks(fd, offset)
         except FileNotFoundError:
             raise StorageError(f"blob {desc.digest} (used by {repository}) is missing from storage ({path})") from None
         except OSError as e:
@@ -115,10 +129,10 @@ class Storage:
     def repositories(self) -> Iterator[str]:
         """Every repository, nested names included, in sorted order (as the registry's catalog)."""
         found: list[str] = []
-        for dirpath, dirnames, _ in os.walk(self.repos_dir, onerror=self._walk_error):
+        for dirpath, dirnames, _ in os.walk(self.repos_dir, onerror=self._walk_error):  # links not followed
             if "_manifests" in dirnames:
                 found.append(os.path.relpath(dirpath, self.repos_dir).replace(os.sep, "/"))
-            dirnames[:] = [d for d in dirnames if d not in _INTERNAL]
+            dirnames[:] = [d for d in dirnames if d not in _INTERNAL and not os.path.islink(os.path.join(dirpath, d))]
         return iter(sorted(found))
 
     @staticmethod
@@ -127,10 +141,5 @@ class Storage:
 
     def tags(self, repository: str) -> Iterator[str]:
         d = self._repo(repository) / "_manifests" / "tags"
-        try:
-            names = [t.name for t in d.iterdir() if (t / "current" / "link").exists()]
-        except FileNotFoundError:
-            names = []
-        except OSError as e:
-            raise StorageError(f"cannot read {d}: {e.strerror}") from None
-        return iter(sorted(names))
+        names, _ = safepath.scan_dirs(self.v2, d)
+        return iter(n for n in names if safepath.plain_dir(self.v2, d / n / "current"))
