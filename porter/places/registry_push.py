@@ -194,9 +194,8 @@ class Pusher:
                 headers={**OCTET, "Content-Length": str(desc.size)}), what, retries=0)
             if r.status_code != 201:
                 raise error_for(r, what)
-        except (PorterError, *RETRYABLE) as e:
-            if not isinstance(e, Cancelled):
-                self._abandon(location)
+        except (PorterError, *RETRYABLE):
+            self._abandon(location)  # a whole-blob upload cannot be resumed: never leave it behind
             raise
 
     def _resume_point(self, key: str, source: Source, src_repo: str, desc: Descriptor, v: Verifier,
@@ -230,7 +229,7 @@ class Pusher:
         try:
             self._send_chunks(key, location, pos, desc, source, src_repo, v, on_bytes, what)
         except (PorterError, ChunkFailed, *RETRYABLE) as e:
-            if not isinstance(e, Cancelled):  # an interrupted job keeps its upload, to resume
+            if not (isinstance(e, Cancelled) and self.journal):  # an interrupted job resumes it from the journal
                 self._abandon(self._current.get(key, location), key)
             raise
         finally:
