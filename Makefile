@@ -1,4 +1,6 @@
 # porter — the two commands a newcomer runs: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,11 +8,14 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test bench deps venv clean reliability-table
 
-$(BIN)/porter: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+# A regular (not editable) install: setuptools warns on every editable one. It is redone
+# whenever porter's sources change, so the installed `porter` command is always current.
+$(BIN)/porter: pyproject.toml $(shell find porter -name '*.py')
+	@echo "make: installing porter and its dependencies into $(VENV) with pip (about 15 s the first time)"
+	@test -x $(BIN)/pip || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@$(BIN)/pip install -q --disable-pip-version-check '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@touch $@
 
 venv: $(BIN)/porter
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .errors import AuthError, PorterError
+from .errors import AuthError, PorterError, UsageError
 from .mediatypes import loads
 from .reference import DOCKER_HUB, printable
 
@@ -39,7 +39,7 @@ class Credentials:
     def parse(cls, text: str) -> "Credentials":
         user, sep, password = text.partition(":")
         if not sep or not user:
-            raise PorterError("credentials must be given as USER:PASSWORD")
+            raise UsageError("credentials must be given as USER:PASSWORD")
         return cls(user, password)
 
 

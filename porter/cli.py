@@ -102,7 +102,8 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
        insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
     """List repositories, or a repository's tags with digest, platforms and size.
 
-    TARGET is a registry (REGISTRY or REGISTRY/REPOSITORY) or, with --storage, a repository path."""
+    The argument is a registry (REGISTRY or REGISTRY/REPOSITORY) or, with --storage, a repository path
+    (none: every repository)."""
     from . import listing
     from .places.base import Lister
     from .reference import Reference, check_repository, check_tag, parse
@@ -147,7 +148,7 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
             else [r.repository, r.tag, "ERROR", r.error, ""] for r in rows]
         click.echo(table(lines))
     else:
-        click.echo(table([["REPOSITORY", "TAGS"]] + [[r, str(n)] for r, n in tag_counts.items()]))
+        click.echo(table([["REPOSITORY", "TAGS"]] + [[r, f"{n} tag{'' if n == 1 else 's'}"] for r, n in tag_counts.items()]))
     for p in problems:
         say(p)
     if check:
@@ -282,7 +283,7 @@ Examples:
   porter delete 127.0.0.1:5000/team/api:1.0 --dry-run
 """)
 @click.argument("image")
-@click.option("--force", is_flag=True, help="Delete even when other tags point at the same digest (they go too).")
+@click.option("-f", "--force", is_flag=True, help="Delete even when other tags point at the same digest (they go too).")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
 @registry_options
 @run_guarded
@@ -299,7 +300,8 @@ def delete(image: str, force: bool, dry_run: bool, creds: str | None, insecure: 
         reg.close()
     name = summary.get("deleted") or summary["would_delete"]
     report(summary, as_json, quiet, f"{'would delete' if dry_run else 'deleted'} {name}"
-           + (f" (tags: {', '.join(summary['tags_removed'])})" if summary["tags_removed"] else ""))
+           + (f" (tags: {', '.join(summary['tags_removed'])})" if summary["tags_removed"] else "")
+           + ("; other tags share the digest, so the real run needs --force" if summary["needs_force"] else ""))
 
 
 @main.command(epilog="""\b
@@ -353,10 +355,10 @@ Examples:
 @click.argument("storage", metavar="DIR")
 @click.option("--dry-run", is_flag=True, help="Report what would be removed, remove nothing.")
 @click.option("--delete-untagged", is_flag=True, help="Also remove manifests no tag points at (children of tagged indexes are kept).")
-@click.option("--upload-age", default="7d", show_default=True, help="Remove unfinished uploads older than this.")
-@click.option("--force", is_flag=True, help="Run even though uploads look active (the registry must be stopped or read-only).")
-@click.option("--json", "as_json", is_flag=True, help="Print {blobs, manifests, bytes} as JSON.")
-@click.option("-q", "--quiet", is_flag=True)
+@click.option("--upload-age", default="7d", show_default=True, metavar="DURATION", help="Remove unfinished uploads older than this (30d, 12h, 90m).")
+@click.option("-f", "--force", is_flag=True, help="Run even though uploads look active (the registry must be stopped or read-only).")
+@click.option("--json", "as_json", is_flag=True, help="Print {blobs, manifests, bytes, uploads, problems} as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line (warnings still go to stderr).")
 @run_guarded
 def gc(storage: str, dry_run: bool, delete_untagged: bool, upload_age: str, force: bool, as_json: bool,
        quiet: bool) -> None:

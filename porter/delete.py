@@ -105,10 +105,11 @@ def delete_image(d: Deleter, ref: Reference, force: bool, dry_run: bool) -> dict
     """Delete what ``ref`` names; other tags on the same digest need ``force`` (they go too)."""
     digest = ref.digest or d.digest_of(ref.repository, ref.tag or "latest")
     sharing = sorted(t for t, dg in d.tag_digests(ref.repository).items() if dg == digest and t != ref.tag)
-    if sharing and not force:
+    if sharing and not force and not dry_run:  # a dry run shows the plan, those tags included
         raise PorterError(f"{digest} is also tagged {', '.join(sharing)} in {ref.repository}; deleting it "
                           f"removes those tags too (use --force to do it anyway)")
     if not dry_run:
         d.delete(ref.repository, digest)
     return {"deleted" if not dry_run else "would_delete": f"{ref.name}@{digest}",
-            "tags_removed": sorted(set(sharing) | ({ref.tag} if ref.tag else set()))}
+            "tags_removed": sorted(set(sharing) | ({ref.tag} if ref.tag else set())),
+            "needs_force": bool(sharing) and not force}

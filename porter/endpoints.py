@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import PorterError
+from .errors import PorterError, UsageError
 from .reference import DAEMON, Reference
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ class Sources:
 
             self._storage = Storage(storage)
         elif as_registry:
-            raise PorterError("--as-registry only applies with --storage")
+            raise UsageError("--as-registry only applies with --storage")
 
     def parse(self, text: str, allow_registry: bool = False) -> Reference:
         from .reference import parse

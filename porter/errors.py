@@ -2,6 +2,7 @@
 
     PorterError                    anything porter reports to the user (exit 1)
     ├── ReferenceError_            a malformed image reference (usage, exit 2)
+    ├── UsageError                 a malformed argument (exit 2, with the usage line)
     ├── RegistryError              the registry answered with an error status
     │   ├── AuthError              401/403 after trying the credentials we have
     │   └── NotFoundError          unknown repository, tag, manifest or blob
@@ -22,6 +23,12 @@ class PorterError(Exception):
 
 class ReferenceError_(PorterError):
     """A malformed image reference. Named with a trailing underscore to not shadow the builtin."""
+
+    exit_code = 2
+
+
+class UsageError(PorterError):
+    """A malformed command-line argument (exit 2, with the command's usage line)."""
 
     exit_code = 2
 

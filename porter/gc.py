@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import digest as dg
 from . import safepath
-from .errors import PorterError, StorageError
+from .errors import PorterError, StorageError, UsageError
 from .mediatypes import MAX_MANIFEST_BYTES, Manifest
 from .places.storage import Storage
 
@@ -214,15 +214,18 @@ def parse_duration(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     t = text.strip().lower()
     try:
-        return float(t[:-1]) * units[t[-1]]
+        n = float(t[:-1])
+        if not 0 <= n < 1e9:
+            raise ValueError(t)
+        return n * units[t[-1]]
     except (ValueError, KeyError, IndexError):
-        raise StorageError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m") from None
+        raise UsageError(f"invalid duration {text!r}: use e.g. 30d, 12h, 90m") from None
 
 
 def collect(storage: str, *, dry_run: bool, delete_untagged: bool, upload_age: str, force: bool) -> Plan:
     """Plan (and unless ``dry_run``, carry out) a GC of a storage directory."""
+    age = parse_duration(upload_age)  # a usage error before anything is read
     collector = Collector(Storage(storage))
-    age = parse_duration(upload_age)
     if not dry_run and not force:
         active = collector.active_uploads()
         if active:

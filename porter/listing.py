@@ -13,7 +13,7 @@ from .errors import PorterError
 from .mediatypes import Descriptor, Manifest, loads
 from .places.base import Lister, Source
 from .reference import Reference, check_tag
-from .selection import Refuse, valid
+from .selection import Refuse, tag_order, valid
 
 
 @dataclass
@@ -68,7 +68,7 @@ def list_tags(source: Source, lister: Lister, base: Reference, jobs: int, refuse
     """Every tag of ``base``'s repository, described; a listed tag that is not a valid tag goes
     to ``refuse`` and is never requested."""
     tags = valid(lister.tags(base.repository), check_tag, refuse, f"{base.repository}:")
-    refs = [Reference(base.host, base.repository, tag) for tag in sorted(tags)]
+    refs = [Reference(base.host, base.repository, tag) for tag in sorted(tags, key=tag_order)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(lambda r: describe(source, r), refs))
 

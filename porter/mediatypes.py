@@ -10,7 +10,7 @@ import platform as _platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UnsupportedError, PorterError
+from .errors import UnsupportedError, PorterError, UsageError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -50,7 +50,7 @@ class Platform:
     def parse(cls, text: str) -> "Platform":
         parts = text.split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            raise PorterError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/arm64")
+            raise UsageError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/arm64")
         return cls(*parts)
 
     @classmethod
@@ -191,4 +191,4 @@ class Manifest:
             if c.platform and want.matches(c.platform):
                 return c
         have = ", ".join(sorted({str(c.platform) for c in kids if c.platform})) or "none"
-        raise PorterError(f"no {want} image in index {self.digest} (platforms: {have}); use --platform")
+        raise PorterError(f"no {want} image in index {self.digest} (platforms: {have})")

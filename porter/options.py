@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from .errors import PorterError
+from .errors import PorterError, UsageError
 
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 
@@ -41,6 +41,10 @@ def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except PorterError as e:
+            if isinstance(e, UsageError):  # as click does for its own usage errors
+                ctx = click.get_current_context(silent=True)
+                if ctx is not None:
+                    click.echo(ctx.get_usage() + f"\nTry '{ctx.command_path} -h' for help.\n", err=True)
             fail(str(e) or type(e).__name__, e.exit_code)
         except KeyboardInterrupt:
             fail("interrupted; partial output removed", EXIT_SIGINT)
@@ -66,10 +70,10 @@ def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--creds", metavar="USER:PASS", help="Registry credentials (else PORTER_USERNAME/PORTER_PASSWORD, else docker's config.json)."),
         click.option("--insecure", is_flag=True, help="Allow plain HTTP and unverified TLS (always allowed for loopback hosts' plain HTTP)."),
         click.option("--ca-cert", type=click.Path(exists=True, dir_okay=False), help="Extra CA certificate to trust (also read: /etc/docker/certs.d/HOST:PORT/ca.crt)."),
-        click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Blobs transferred at once."),
+        click.option("-j", "--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Transfers and requests at once."),
         click.option("--retries", type=click.IntRange(0, 20), default=5, show_default=True, help="Retries per request on connection errors, 5xx and 429."),
         click.option("--timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True, help="Seconds without data before a connection counts as stalled."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bars."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line."),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
     ]
     for o in reversed(opts):
@@ -90,7 +94,7 @@ def bulk_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--include", multiple=True, metavar="REGEX", help="Only repositories matching (whole name; repeatable)."),
         click.option("--exclude", multiple=True, metavar="REGEX", help="Skip repositories matching (whole name; repeatable)."),
-        click.option("--tags", "tags_re", metavar="REGEX", help="Only tags matching (searched)."),
+        click.option("--tags", "tags_re", metavar="REGEX", help="Only tags in which this regex is found (searched, unlike --include/--exclude: anchor it, '^v1\\.'; '1\\.' also takes v2.1.0)."),
         click.option("--latest", type=click.IntRange(1), metavar="N", help="Only the newest N tags per repository (semver, else creation time)."),
         click.option("--shard", metavar="I/N", help="Take only shard I (from 0) of N, split by repository."),
         click.option("--shards", type=click.IntRange(1), metavar="N", help="N shards, this one's index from JOB_COMPLETION_INDEX."),
@@ -105,7 +109,7 @@ def push_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]",
                      help="Push only this platform of multi-platform images (the pushed digest then differs from the index's)."),
-        click.option("--chunk-size", default="64MiB", show_default=True, help="Upload blobs larger than this in chunks of this size."),
+        click.option("--chunk-size", default="64MiB", show_default=True, metavar="SIZE", help="Upload blobs larger than this in chunks of this size (e.g. 64MiB, 1G)."),
         click.option("--dest-creds", metavar="USER:PASS", help="Credentials for the destination registry (default: --creds)."),
     ]
     for o in reversed(opts):

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from .digest import read_all
-from .errors import PorterError
+from .errors import PorterError, UsageError
 from .mediatypes import Platform, loads
 from .places.base import Lister, Source
 from .reference import Reference, check_repository, check_tag, printable
@@ -49,6 +49,12 @@ def semver_key(tag: str) -> tuple | None:
     return (int(m[1]), int(m[2]), int(m[3]), 0 if pre else 1, pre_key)
 
 
+def tag_order(tag: str) -> tuple:
+    """Sort key for listing tags: semantic versions first, in version order, then the rest by name."""
+    key = semver_key(tag)
+    return (0, key, tag) if key else (1, (), tag)
+
+
 def created(source: Source, ref: Reference, digest: str | None = None) -> datetime | None:
     """The image's creation time, from its config."""
     m = source.get_manifest(ref, digest)
@@ -80,7 +86,7 @@ def compile_re(pattern: str | None, what: str) -> re.Pattern | None:
     try:
         return re.compile(pattern) if pattern else None
     except re.error as e:
-        raise PorterError(f"invalid {what} regular expression {pattern!r}: {e}") from None
+        raise UsageError(f"invalid {what} regular expression {pattern!r}: {e}") from None
 
 
 @dataclass
@@ -118,7 +124,7 @@ def parse_shard(text: str | None, index_env: str | None, shards: int | None) -> 
         try:
             i, n = (int(x) for x in text.split("/"))
         except ValueError:
-            raise PorterError(f"--shard takes I/N (e.g. 0/8), not {text!r}") from None
+            raise UsageError(f"--shard takes I/N (e.g. 0/8), not {text!r}") from None
     elif shards:
         if index_env is None:
             return None if shards == 1 else _missing_index()
@@ -126,7 +132,7 @@ def parse_shard(text: str | None, index_env: str | None, shards: int | None) -> 
     else:
         return None
     if not (n >= 1 and 0 <= i < n):
-        raise PorterError(f"shard {i}/{n}: the index must be from 0 to {n - 1}")
+        raise UsageError(f"shard {i}/{n}: the index must be from 0 to {n - 1}")
     return i, n
 
 

@@ -255,6 +255,10 @@ class Transport:
             except TransportError as e:
                 last = e
                 cert = _ssl_failure(e.__cause__)
+                if cert is not None and not plain_ok and cert.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE",
+                                                                         "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"):
+                    raise TransportError(f"{self.host} speaks plain HTTP, not HTTPS; pass --insecure to allow "
+                                         f"plain HTTP to it") from None
                 if isinstance(cert, ssl.SSLCertVerificationError):
                     raise TransportError(
                         f"{self.host}: TLS certificate not trusted ({cert.verify_message}); "

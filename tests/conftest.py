@@ -18,6 +18,10 @@ from images import Seeder, busybox_layer, tar_layer  # noqa: E402
 from services import Dockerd, Registry, TokenServer, free_port, htpasswd_file, make_ca, missing_tools  # noqa: E402
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Nothing a test runs may write outside its temp dirs: porter's default journals go under here.
+import tempfile  # noqa: E402
+
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="porter-tests-cache-")
 USER, PASSWORD = "porter", "s3cret-pass"
 
 

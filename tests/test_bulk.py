@@ -270,13 +270,14 @@ def test_kill_9_at_several_points_then_rerun(source, fresh_registry, tmp_path):
         proxy.stop()
 
 
-@pytest.mark.fault('a corrupt or foreign journal', 'reported and ignored; the registry decides')
-def test_corrupt_or_foreign_journal_is_ignored(source, fresh_registry, tmp_path):
+@pytest.mark.fault('a corrupt journal (not a porter journal)', 'refused, left as it is: never replaced')
+@pytest.mark.fault("another job's journal", 'reported and ignored; the registry decides')
+def test_corrupt_or_foreign_journal(source, fresh_registry, tmp_path):
     dest = fresh_registry()
     state = tmp_path / "job.json"
     state.write_text("{not json")
     code, out, err = mirror(f"{source.host}/scratch/a", f"{dest.host}/scratch/a", "--state", str(state))
-    assert code == 0 and "ignoring unreadable journal" in err
+    assert code == 1 and "not a porter journal" in err and state.read_text() == "{not json"
     state.write_text(json.dumps({"version": 1, "job": "someone else's", "images": {}, "uploads": {
         "x": {"location": "http://127.0.0.1:1/v2/evil", "offset": 5}}}))
     code, out, err = mirror(f"{source.host}/scratch/a", f"{dest.host}/scratch/a", "--state", str(state))

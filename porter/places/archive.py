@@ -56,6 +56,12 @@ def blob_name(digest: str) -> str:
     return f"blobs/sha256/{hex_of(digest)}"
 
 
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
 def disk_error(e: OSError, path: Path | str) -> ArchiveError:
     if e.errno == errno.ENOSPC:
         return ArchiveError(f"disk full while writing {path}")
@@ -69,6 +75,10 @@ class ArchiveWriter:
         self.output = output
         self.to_stdout = output == "-"
         self.compress = output.endswith((".zst", ".zstd"))
+        if self.to_stdout and sys.stdout.isatty():
+            raise ArchiveError("refusing to write an archive to a terminal: redirect stdout (-o - > x.tar) or use -o FILE")
+        if output.endswith((".gz", ".tgz", ".bz2", ".xz", ".zip")):
+            raise ArchiveError(f"{output}: porter writes .tar, or .tar.zst (zstd); for gzip, pipe: -o - | gzip > x.tar.gz")
         if not self.to_stdout:
             out = Path(output)
             if out.is_dir():
@@ -89,6 +99,7 @@ class ArchiveWriter:
         prefix = "." + (Path(self.output).name if not self.to_stdout else "porter") + "."
         try:
             fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=self._dir)
+            os.fchmod(fd, 0o666 & ~_umask())  # as any new file (docker save -o), not mkstemp's 0600
         except OSError as e:
             raise disk_error(e, self._dir or tempfile.gettempdir()) from None
         self._tmp.append(path)

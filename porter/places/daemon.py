@@ -35,8 +35,11 @@ def client() -> Any:
         c = docker.from_env(version="auto", timeout=600)
         c.ping()
     except Exception as e:  # the SDK raises several unrelated types for "no daemon"
-        raise PorterError(f"docker daemon not reachable (DOCKER_HOST={os.environ.get('DOCKER_HOST', 'default')}): "
-                          f"{str(e).splitlines()[0][:200]}") from None
+        where = f"DOCKER_HOST={os.environ['DOCKER_HOST']}" if os.environ.get("DOCKER_HOST") \
+            else "the default socket unix:///var/run/docker.sock"
+        why = "nothing listens there" if isinstance(e.__context__ or e, (FileNotFoundError, ConnectionError)) \
+            or "No such file" in str(e) or "Connection refused" in str(e) else str(e).splitlines()[0][:200]
+        raise PorterError(f"no docker engine answers at {where} ({why}); start dockerd or set DOCKER_HOST") from None
     return c
 
 
