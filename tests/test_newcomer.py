@@ -122,3 +122,9 @@ def test_make_venv_is_a_regular_install_and_says_what_it_does():
     mk = (ROOT / "Makefile").read_text()
     assert "pip install -q --disable-pip-version-check '.[test]'" in mk and "-e '.[test]'" not in mk
     assert "@echo \"make: installing porter" in mk
+
+
+def test_explicit_state_file_is_kept_after_a_clean_finish(registry, fresh_registry, tmp_path):
+    dest, state = fresh_registry(), tmp_path / "state.json"
+    porter("mirror", f"{registry.host}/team/api", f"{dest.host}/team/api", "--state", str(state), check=True)
+    assert json.loads(state.read_text())["images"]
