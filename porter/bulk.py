@@ -83,7 +83,7 @@ def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister |
     def one(ref: Reference) -> Planned:
         p = Planned(ref, dest_for(ref, dest, keep_path=keep_path), source)
         try:
-            p.image = resolve(source, ref, platform, all_platforms=platform is None)
+            p.image = resolve(source, ref, platform, all_platforms=platform is None, strict=True)
             p.dest = dest_for(p.image.ref, dest, keep_path=keep_path)
         except PorterError as e:
             p.error = str(e)

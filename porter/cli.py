@@ -75,10 +75,18 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
             raise PorterError("no image matched: nothing to export")
         plat = Platform.parse(platform_) if platform_ else Platform.host()
         summary = do_export(refs, sources, output, platform=plat, all_platforms=all_platforms, jobs=jobs,
-                            force=force, progress=progress.make(quiet))
+                            force=force, progress=progress.make(quiet), strict=platform_ is not None)
     finally:
         sources.close()
     summary["refused"] = refused
+    for img in summary["images"]:
+        if "archived_digest" in img:
+            say(f"note: {img['reference']} is a multi-platform image; the archive keeps only {img['platform']} "
+                f"({img['archived_digest']}), so an import pushes that digest, not the index's {img['digest']} "
+                f"(--all-platforms keeps every platform and the index digest)")
+        if img.get("zstd_layers"):
+            say(f"warning: {img['reference']} has zstd-compressed layers: docker load before Docker 23 "
+                f"(Debian's docker.io 20.10 among them) cannot load it")
     report(summary, as_json, quiet, f"wrote {output}: {len(summary['images'])} image(s), {summary['blobs']} blobs, "
            f"{human_size(summary['archive_bytes'])} in {summary['seconds']:.2f}s"
            + (f"; {len(refused)} listed name(s) refused" if refused else ""))
@@ -164,7 +172,7 @@ Examples:
   porter import images.tar 127.0.0.1:5000 --platform linux/amd64 --json
   porter import images.tar docker-daemon:                       # like docker load, via the SDK
 """)
-@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.argument("archive", type=click.Path(exists=True))
 @click.argument("destination", metavar="REGISTRY[/PREFIX]")
 @push_options
 @registry_options

@@ -12,9 +12,9 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Protocol, TypeVar
 
-from .digest import Verifier, verified
+from .digest import Verifier, read_all, verified
 from .errors import Cancelled, DigestMismatch, PorterError
-from .mediatypes import Descriptor, Manifest, Platform
+from .mediatypes import Descriptor, Manifest, Platform, loads
 from .places.base import Source
 from .progress import Quiet
 from .reference import Reference
@@ -67,12 +67,31 @@ def _child(source: Source, ref: Reference, desc: Descriptor) -> Manifest:
     return m
 
 
-def resolve(source: Source, ref: Reference, platform: Platform | None, all_platforms: bool) -> Image:
+def platform_of(source: Source, ref: Reference, m: Manifest) -> Platform | None:
+    """An image manifest's platform, from its config (None when the config does not say)."""
+    cfg = m.config
+    raw = read_all(source.blob_chunks(ref.repository, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
+    try:
+        doc = loads(raw, f"config {cfg.digest}")
+        p = Platform(doc["os"], doc["architecture"], doc.get("variant") or "")
+    except (PorterError, KeyError, TypeError):
+        return None
+    return p if all(isinstance(x, str) for x in (p.os, p.architecture, p.variant)) else None
+
+
+def resolve(source: Source, ref: Reference, platform: Platform | None, all_platforms: bool,
+            strict: bool = False) -> Image:
     """Fetch what ``ref`` names. An index keeps every platform with ``all_platforms``, else only
-    ``platform`` (which must then be given); ``chosen`` is ``platform``'s image when given."""
+    ``platform`` (which must then be given); ``chosen`` is ``platform``'s image when given.
+    ``strict`` (the user named the platform): a single-platform image of another platform is
+    refused, naming its platform, instead of being handed over."""
     ref = ref.with_default_tag()
     top = source.get_manifest(ref)
     if not top.is_index:
+        if strict and platform is not None:
+            have = platform_of(source, ref, top)
+            if have is not None and not platform.matches(have):
+                raise PorterError(f"{ref}: the image is {have}, not {platform} (it has one platform only)")
         return Image(ref, top, top, [top], top)
     want = top.pick(platform) if platform else None
     if not all_platforms:

@@ -14,14 +14,15 @@ from .reference import Reference
 
 
 def export(refs: list[Reference], source_for: Callable[[Reference], Source], output: str, *,
-           platform: Platform, all_platforms: bool, jobs: int, force: bool, progress: Quiet) -> dict[str, Any]:
+           platform: Platform, all_platforms: bool, jobs: int, force: bool, progress: Quiet,
+           strict: bool = False) -> dict[str, Any]:
     """Write ``refs`` to ``output``; returns the summary ``--json`` prints. Leaves nothing behind on failure."""
     started = time.monotonic()
     writer = ArchiveWriter(output, force=force)  # refuses a bad output before any network work
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(refs)))) as pool:
             images: list[Image] = list(pool.map(
-                lambda r: resolve(source_for(r), r, platform, all_platforms), refs))
+                lambda r: resolve(source_for(r), r, platform, all_platforms, strict), refs))
         stats = write_archive(images, source_for, writer, jobs, progress)
         writer.commit()
     finally:
@@ -30,7 +31,10 @@ def export(refs: list[Reference], source_for: Callable[[Reference], Source], out
         "output": output,
         "images": [{"reference": str(i.ref), "digest": i.top.digest, "mediaType": i.top.media_type,
                     "loads": i.chosen.digest if i.chosen else None,
-                    **({"platform": str(i.platform)} if i.platform else {})} for i in images],
+                    **({"platform": str(i.platform)} if i.platform else {}),
+                    **({"archived_digest": i.listed.digest} if i.narrowed else {}),
+                    **({"zstd_layers": True} if i.chosen and any("zstd" in d.media_type for d in i.chosen.layers)
+                       else {})} for i in images],
         "blobs": stats.blobs,
         "bytes": stats.bytes,
         "archive_bytes": writer.size,

@@ -10,13 +10,13 @@ from . import progress as progress_
 from .bulk import Entry, job_key, plan
 from .endpoints import DAEMON, Pushers, Sources
 from .engine import Image, resolve
-from .errors import PorterError
+from .errors import ArchiveError, PorterError
 from .journal import Journal, default_path
 from .mediatypes import Platform
 from .places.base import Lister
 from .places.registry import Registry
 from .push import Job, dest_for, preview, push
-from .reference import Reference, parse
+from .reference import Reference, check_tag, parse
 
 
 def load(images: list[Image], source_for: Callable[[Reference], Any], jobs: int, quiet: bool) -> dict[str, Any]:
@@ -37,26 +37,70 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, platfo
     source = ArchiveSource(archive)
     pushers = Pushers(opts, chunk)
     try:
-        planned = []
-        for entry in source.images():
-            if not entry.name:
-                raise PorterError(f"{archive}: image {entry.desc.digest} has no name in index.json")
-            named = parse(entry.name)
-            ref = Reference(named.host, named.repository, named.tag, entry.desc.digest)
+        found = source.images()
+        distinct = len({e.desc.digest for e in found})
+        planned: dict[str, tuple[Reference, Image]] = {}  # by destination: one push per name
+        for entry in found:
+            target = destination_of(entry, dest, distinct, archive)
+            ref = Reference(target.host, target.repository, target.tag, entry.desc.digest)
             if to_daemon:  # docker load takes one platform per image
-                planned.append((ref, resolve(source, ref, platform or Platform.host(), all_platforms=False)))
+                img = resolve(source, ref, platform or Platform.host(), all_platforms=False, strict=platform is not None)
             else:
-                planned.append((ref, resolve(source, ref, platform, all_platforms=platform is None)))
-        source.check_complete([m for _, img in planned for m in img.manifests])
+                if platform is None:
+                    check_platforms_present(source, ref, entry.name or entry.desc.digest)
+                img = resolve(source, ref, platform, all_platforms=platform is None, strict=True)
+            planned[str(target)] = (target, img)
+        source.check_complete([m for _, img in planned.values() for m in img.manifests])
         if to_daemon:
-            return "load", load([img for _, img in planned], lambda r: source, jobs, quiet)
-        assert dest is not None
-        jobs_list = [Job(img, source, d, pushers(d)) for ref, img in planned
-                     for d in [dest_for(ref, dest, keep_path=True)]]
+            return "load", load([img for _, img in planned.values()], lambda r: source, jobs, quiet)
+        jobs_list = [Job(img, source, d, pushers(d)) for d, img in planned.values()]
         return "push", push(jobs_list, jobs, progress_.make(quiet))
     finally:
         pushers.close()
         source.close()
+
+
+def destination_of(entry: Any, dest: Reference | None, count: int, archive: str) -> Reference:
+    """Where an archived image goes. A full reference keeps its path under DEST's prefix; a name
+    that is only a tag (``v1``, as skopeo ``oci:dir:v1`` and umoci write) is a tag of the
+    repository DEST names; an unnamed image needs DEST to name it. A tag in DEST names the one
+    image of a one-image archive. (For the docker engine, DEST is None: the archive's names.)"""
+    name, digest = entry.name, entry.desc.digest
+    if dest is not None and dest.tag:
+        if count != 1:
+            raise PorterError(f"{dest}: a tag names one image, but {archive} holds {count}; give REGISTRY[/PREFIX]")
+        return Reference(dest.host, dest.repository, dest.tag)
+    how = f"porter import {archive} {dest.host if dest else 'REGISTRY'}/REPOSITORY[:TAG]"
+    if name is None:
+        raise PorterError(f"{archive}: image {digest} carries no name; name it: {how}"
+                          + ("" if count == 1 else " (one image per archive)"))
+    if "/" not in name and ":" not in name:  # only a tag
+        try:
+            check_tag(name, "tag in the archive")
+        except PorterError as e:
+            raise ArchiveError(f"{archive}: {e}") from None
+        if dest is None or not dest.repository:
+            raise PorterError(f"{archive}: image {digest} is named only by the tag {name!r}; give the repository: {how}")
+        return Reference(dest.host, dest.repository, name)
+    try:
+        named = parse(name)
+    except PorterError as e:
+        raise ArchiveError(f"{archive}: image {digest} has an invalid name: {e}") from None
+    return named.with_default_tag() if dest is None else dest_for(named.with_default_tag(), dest, keep_path=True)
+
+
+def check_platforms_present(source: Any, ref: Reference, name: str) -> None:
+    """An index of which the archive holds only some platforms (``ctr images export`` without
+    --all-platforms) can be imported one platform at a time: say which are there."""
+    top = source.get_manifest(ref)
+    kids = top.children
+    missing = [c for c in kids if not source.has(c.digest)]
+    if not missing:
+        return
+    present = [str(c.platform) for c in kids if c not in missing and c.platform]
+    raise PorterError(f"{name}: the archive holds only some platforms of this multi-platform image (present: "
+                      f"{', '.join(present) or 'none'}); pass --platform "
+                      f"{present[0] if present else 'OS/ARCH'} to import one")
 
 
 def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, quiet: bool) -> dict[str, Any]:
@@ -65,7 +109,8 @@ def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, qu
     try:
         ref = sources.parse(e.source)
         source = sources(ref)
-        img = resolve(source, ref, Platform.parse(e.platform) if e.platform else Platform.host(), all_platforms=False)
+        img = resolve(source, ref, Platform.parse(e.platform) if e.platform else Platform.host(), all_platforms=False,
+                      strict=bool(e.platform))
         name = e.destination[len(DAEMON):]
         if name:
             img.rename = replace(parse(name).with_default_tag(), digest=None)
@@ -143,3 +188,15 @@ def delete_migrated(job: Job, say: Callable[[str], None], quiet: bool) -> None:
     d.delete(src.repository, digest)
     if not quiet:
         say(f"deleted {src.name}@{digest} from the source")
+    children = [m.digest for m in job.image.manifests[1:]]
+    if not children:
+        return
+    # An index's children go too, unless a remaining tag still needs them (itself, or as a child
+    # of its index): otherwise gc would keep every platform's blobs.
+    remaining = set(d.tag_digests(src.repository).values())
+    needed = set(remaining)
+    for r in remaining:
+        needed |= d.children(src.repository, r)
+    for c in children:
+        if c not in needed:
+            d.delete(src.repository, c)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .engine import Cancelled, Image, run_all
+from .errors import PorterError
 from .journal import Journal
 from .mediatypes import Descriptor
 from .places.base import Source
@@ -117,12 +118,19 @@ def push(jobs_: list[Job], jobs: int, progress: Quiet, journal: Journal | None =
 
 
 def push_manifests(j: Job) -> None:
+    """Children first, the tagged one last; then the post-condition: the destination answers the
+    tag (or digest) with the expected digest. Every blob was confirmed on the way (a HEAD that
+    found it, or the registry's 201 for its upload or mount, checked against the digest)."""
     kept = j.image.manifests
     children, top = kept[1:], kept[0]
     for m in reversed(children):  # deepest first: an index only after everything it names
         j.pusher.put_manifest(j.dest.repository, m.digest, m)
     # push() found the top manifest missing a moment ago: no second HEAD for it.
     j.pusher.put_manifest(j.dest.repository, j.dest_ref, top, check=False)
+    served = j.pusher.reg.manifest_digest(j.dest.repository, j.dest_ref)
+    if served != top.digest:
+        raise PorterError(f"{j.dest}: after the push the registry serves {served or 'nothing'}, not {top.digest}; "
+                          f"not counted as copied")
 
 
 def summary(j: Job) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-REQUIRED = {"docker-registry": "docker-registry", "dockerd": "docker.io", "skopeo": "skopeo",
-            "htpasswd": "apache2-utils", "openssl": "openssl"}
+REQUIRED = {"docker-registry": "docker-registry", "dockerd": "docker.io", "docker": "docker.io", "skopeo": "skopeo",
+            "htpasswd": "apache2-utils", "openssl": "openssl", "containerd": "containerd", "ctr": "containerd",
+            "podman": "podman", "umoci": "umoci", "zstd": "zstd"}
 
 
 def free_port() -> int:

@@ -1,30 +1,23 @@
 """The docker engine as a place, through the docker SDK.
 
 As a destination it loads an archive that the one archive writer makes (so any source can be
-loaded, like ``docker pull`` without a registry). As a source it takes ``docker save`` output:
-an OCI layout (Docker 25+) is read as it is; the older layout (``<id>/layer.tar``, uncompressed)
-gets its layers gzip-compressed once into temp files and a Docker v2 schema 2 manifest built
-over them, so registries get what ``docker push`` would send. Compression is deterministic
-(no timestamps), so a rerun produces the same digests and finds them already pushed.
+loaded, like ``docker pull`` without a registry). As a source it takes ``docker save`` output
+and reads it with the one archive reader: an OCI layout (Docker 25+) as it is, the older layout
+(``<id>/layer.tar``, uncompressed, repeated layers as links) through the one layer converter,
+so registries get what ``docker push`` would send, with the same digests on every run.
 """
 from __future__ import annotations
 
-import io
-import json
 import os
 import tempfile
-import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import digest as dg
 from ..errors import ArchiveError, NotFoundError, PorterError
-from ..mediatypes import DOCKER_MANIFEST, Descriptor, Manifest
+from ..mediatypes import Descriptor, Manifest
 from ..reference import DAEMON as PREFIX, Reference
 from .archive_reader import ArchiveSource
 
-LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-CONFIG = "application/vnd.docker.container.image.v1+json"
 CHUNK = 1 << 20
 
 
@@ -43,38 +36,6 @@ def client() -> Any:
     return c
 
 
-def _gzip_file(src: Any, size: int, dst: Path) -> tuple[str, int]:
-    """gzip ``size`` bytes of ``src`` into ``dst`` (no name, mtime 0); returns (digest, size)."""
-    import hashlib
-
-    h, total = hashlib.sha256(), 0
-    comp = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip container, level 1: fast, deterministic
-    with open(dst, "wb") as out:
-        def emit(b: bytes) -> None:
-            nonlocal total
-            if b:
-                h.update(b)
-                out.write(b)
-                total += len(b)
-
-        left = size
-        while left > 0:
-            chunk = src.read(min(CHUNK, left))
-            if not chunk:
-                raise ArchiveError("docker save output ended early")
-            left -= len(chunk)
-            emit(comp.compress(chunk))
-        emit(comp.flush())
-    return "sha256:" + h.hexdigest(), total
-
-
-def _member(t: Any, name: str) -> bytes:
-    f = t.extractfile(name)
-    if f is None:
-        raise ArchiveError(f"docker save output has no readable {name}")
-    return f.read()
-
-
 class DaemonSource:
     """Images in the local docker engine, via ``docker save`` into a temp dir."""
 
@@ -82,7 +43,6 @@ class DaemonSource:
         self.name = f"docker daemon ({name})"
         self.image_name = name
         self.tmp = tempfile.TemporaryDirectory(prefix="porter-daemon-")
-        self._files: dict[str, Path] = {}
         self._archive: ArchiveSource | None = None
         c = client()
         try:
@@ -96,36 +56,12 @@ class DaemonSource:
         self.manifest = self._convert(saved)
 
     def _convert(self, saved: Path) -> Manifest:
-        import tarfile
-
-        with tarfile.open(saved) as t:
-            names = set(t.getnames())
-            if "index.json" in names and any(n.startswith("blobs/sha256/") for n in names):
-                self._archive = ArchiveSource(str(saved))
-                top = self._archive.images()[0].desc
-                return self._archive.get_manifest(Reference("", "x"), top.digest)
-            entries = json.loads(_member(t, "manifest.json"))
-            if len(entries) != 1:
-                raise ArchiveError(f"docker save of {self.image_name} holds {len(entries)} images, expected 1")
-            entry = entries[0]
-            cfg_raw = _member(t, entry["Config"])
-            cfg_d = dg.of_bytes(cfg_raw)
-            cfg_path = Path(self.tmp.name) / cfg_d[7:]
-            cfg_path.write_bytes(cfg_raw)
-            self._files[cfg_d] = cfg_path
-            layers = []
-            for i, name in enumerate(entry["Layers"]):
-                member = t.getmember(name)
-                out = Path(self.tmp.name) / f"layer{i}.tar.gz"
-                d, size = _gzip_file(t.extractfile(member) or io.BytesIO(), member.size, out)
-                final = out.with_name(d[7:])
-                out.rename(final)
-                self._files[d] = final
-                layers.append({"mediaType": LAYER_GZIP, "digest": d, "size": size})
-        doc = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-               "config": {"mediaType": CONFIG, "digest": cfg_d, "size": len(cfg_raw)}, "layers": layers}
-        raw = json.dumps(doc, indent=3).encode()
-        return Manifest.parse(raw, DOCKER_MANIFEST, dg.of_bytes(raw), f"{PREFIX}{self.image_name}")
+        """The saved image through the one archive reader (links followed, diff_ids checked)."""
+        self._archive = ArchiveSource(str(saved), self.tmp.name)
+        found = self._archive.images()
+        if len({i.desc.digest for i in found}) != 1:
+            raise ArchiveError(f"docker save of {self.image_name} holds {len(found)} images, expected 1")
+        return self._archive.get_manifest(Reference("", "x"), found[0].desc.digest)
 
     def close(self) -> None:
         if self._archive:
@@ -135,18 +71,12 @@ class DaemonSource:
     def get_manifest(self, ref: Reference, digest: str | None = None) -> Manifest:
         if digest is None or digest == self.manifest.digest:
             return self.manifest
-        if self._archive:
-            return self._archive.get_manifest(ref, digest)
-        raise NotFoundError(f"{PREFIX}{self.image_name}: no manifest {digest}", 404)
+        assert self._archive is not None
+        return self._archive.get_manifest(ref, digest)
 
     def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
-        if self._archive:
-            yield from self._archive.blob_chunks(repository, desc, offset)
-            return
-        path = self._files.get(desc.digest)
-        if path is None:
-            raise NotFoundError(f"{PREFIX}{self.image_name}: no blob {desc.digest}", 404)
-        yield from dg.file_chunks(path, offset)
+        assert self._archive is not None
+        yield from self._archive.blob_chunks(repository, desc, offset)
 
 
 def load(archive_path: str) -> list[str]:

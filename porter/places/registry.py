@@ -115,4 +115,9 @@ class Registry:
         return self._paged("/v2/_catalog", "repositories", f"{self.host}: catalog")
 
     def tags(self, repository: str) -> Iterator[str]:
-        return self._paged(f"/v2/{repository}/tags/list", "tags", f"{self.host}/{repository}: tags")
+        try:
+            yield from self._paged(f"/v2/{repository}/tags/list", "tags", f"{self.host}/{repository}: tags")
+        except NotFoundError as e:
+            if "NAME_UNKNOWN" not in e.codes:
+                raise
+            # A repository with blobs but no tags (an interrupted push leaves one): no tags.
