@@ -30,17 +30,23 @@ Examples:
   porter export 127.0.0.1:5000/app@sha256:… --all-platforms -o - | ssh airgap 'cat > app.tar'
   porter export --storage /var/lib/registry team/api:1.4 team/web:2.0 -o images.tar
   porter export 127.0.0.1:5000/team/api --tags 'v1\\..*' -o team-api-v1.tar     # every matching tag
+  porter export 127.0.0.1:5000/team/api -o update.tar --since full.tar            # delta: new layers only
+  porter export 127.0.0.1:5000/team/api -o update.tar --since have.txt --split-size 4G  # FAT32 volumes
 """)
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option("-o", "--output", required=True, help="Archive to write: x.tar, x.tar.zst (zstd), or - for stdout.")
 @click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]", help="Platform docker load gets from a multi-platform image [default: this host's].")
 @click.option("--all-platforms", is_flag=True, help="Also keep the whole index and every platform's blobs in the OCI part.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--since", metavar="BASE", help="Write a delta: leave out the layers BASE holds — an earlier porter archive "
+              "the far side imported, or a digest list from `porter ls --blobs` there.")
+@click.option("--split-size", metavar="SIZE", help="Write OUTPUT.000, .001, … none larger than SIZE (4G, 700M), plus SHA256SUMS.")
 @bulk_options
 @storage_options
 @registry_options
 @run_guarded
 def export(images: tuple[str, ...], output: str, platform_: str | None, all_platforms: bool, force: bool,
+           since: str | None, split_size: str | None,
            include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
            shard: str | None, shards: int | None, storage: str | None, as_registry: str | None, creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
            quiet: bool, as_json: bool) -> None:
@@ -57,7 +63,11 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
     from .places.base import Lister
     from .selection import expand
 
+    from .delta import load_base
+
     filters = make_filters(include, exclude, tags_re, latest, shard, shards)
+    volume = parse_size(split_size, "--split-size") if split_size else None
+    base = load_base(since) if since else None
     sources = Sources(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), storage, as_registry)
     refused: list[str] = []
 
@@ -75,7 +85,8 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
             raise PorterError("no image matched: nothing to export")
         plat = Platform.parse(platform_) if platform_ else Platform.host()
         summary = do_export(refs, sources, output, platform=plat, all_platforms=all_platforms, jobs=jobs,
-                            force=force, progress=progress.make(quiet), strict=platform_ is not None)
+                            force=force, progress=progress.make(quiet), strict=platform_ is not None,
+                            since=base, split_size=volume)
     finally:
         sources.close()
     summary["refused"] = refused
@@ -87,8 +98,12 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
         if img.get("zstd_layers"):
             say(f"warning: {img['reference']} has zstd-compressed layers: docker load before Docker 23 "
                 f"(Debian's docker.io 20.10 among them) cannot load it")
-    report(summary, as_json, quiet, f"wrote {output}: {len(summary['images'])} image(s), {summary['blobs']} blobs, "
+    delta = summary.get("delta")
+    written = f"{len(summary['volumes'])} volume(s) {output}.000…" if volume else output
+    report(summary, as_json, quiet, f"wrote {written}: {len(summary['images'])} image(s), {summary['blobs']} blobs, "
            f"{human_size(summary['archive_bytes'])} in {summary['seconds']:.2f}s"
+           + (f"; a delta: {delta['omitted']} layer(s) ({human_size(delta['omitted_bytes'])}) left to the base"
+              if delta else "")
            + (f"; {len(refused)} listed name(s) refused" if refused else ""))
     if refused:
         sys.exit(1)
@@ -100,14 +115,19 @@ Examples:
   porter ls 127.0.0.1:5000/team/api            # its tags: digest, platforms, size
   porter ls --storage /mnt/old-registry        # every repository in a storage directory
   porter ls --storage /mnt/old-registry team/api --check   # and verify every blob
+  porter ls --blobs registry.airgap:5000 -o have.txt       # what a delta (export --since) may leave out
+  porter ls --storage /var/lib/registry --blobs -o have.txt
 """)
 @click.argument("target", required=False, metavar="[REGISTRY[/REPOSITORY] | REPOSITORY]")
 @click.option("--check", is_flag=True, help="Re-read every blob of the listed images and verify it; exit 1 if any is corrupt or missing.")
+@click.option("--blobs", is_flag=True, help="List every blob digest the registry or storage holds, one per line (for export --since).")
+@click.option("-o", "--output", metavar="FILE", help="With --blobs: write the list to FILE (atomically) instead of stdout.")
 @storage_options
 @registry_options
 @run_guarded
-def ls(target: str | None, check: bool, storage: str | None, as_registry: str | None, creds: str | None,
-       insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
+def ls(target: str | None, check: bool, blobs: bool, output: str | None, storage: str | None, as_registry: str | None,
+       creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float, quiet: bool,
+       as_json: bool) -> None:
     """List repositories, or a repository's tags with digest, platforms and size.
 
     The argument is a registry (REGISTRY or REGISTRY/REPOSITORY) or, with --storage, a repository path
@@ -135,6 +155,18 @@ def ls(target: str | None, check: bool, storage: str | None, as_registry: str | 
         def refuse(name: str, why: str) -> None:
             problems.append(f"{name}: {why}")
 
+        if blobs:
+            if base.repository:
+                raise click.UsageError("--blobs lists a whole registry or storage directory: give no repository")
+            digests = listing.held_blobs(source, source, base.host, jobs, refuse)
+            write_list(output, [f"# porter ls --blobs {target or storage}: {len(digests)} blob(s)"] + digests)
+            for p in problems:
+                say(p)
+            if problems:
+                raise PorterError(f"{len(problems)} tag(s) could not be read: the list may be incomplete")
+            return
+        if output:
+            raise click.UsageError("-o goes with --blobs")
         repos = [base.repository] if base.repository else valid(source.repositories(), check_repository, refuse)
         tag_counts = {r: len(valid(source.tags(r), check_tag, refuse, f"{r}:")) for r in repos} \
             if not base.repository else {}
@@ -170,28 +202,115 @@ Examples:
   porter import images.tar registry.internal:5000               # every image, same repository paths
   porter import images.tar.zst registry.internal:5000/mirror    # under a prefix
   porter import images.tar 127.0.0.1:5000 --platform linux/amd64 --json
+  porter import saved.tar.gz 127.0.0.1:5000                     # docker save | gzip, skopeo/podman archives
+  porter import ./oci-layout 127.0.0.1:5000/team/app            # a layout directory; tag-only names
+  porter import one.tar 127.0.0.1:5000/team/app:1.0             # a one-image archive, named here
   porter import images.tar docker-daemon:                       # like docker load, via the SDK
 """)
-@click.argument("archive", type=click.Path(exists=True))
-@click.argument("destination", metavar="REGISTRY[/PREFIX]")
+@click.argument("paths", nargs=-1, required=True, metavar="ARCHIVE... DESTINATION")
 @push_options
 @registry_options
 @run_guarded
-def import_(archive: str, destination: str, platform_: str | None, chunk_size: str, dest_creds: str | None,
+def import_(paths: tuple[str, ...], platform_: str | None, chunk_size: str, dest_creds: str | None,
             creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
             quiet: bool, as_json: bool) -> None:
-    """Push every image of an archive (from porter export) into a registry, digests unchanged.
+    """Push every image of an archive into a registry, digests unchanged.
 
-    Nothing is pushed under a tag until every blob of the archive verified; a tampered or
-    incomplete archive is refused."""
+    ARCHIVE is a tar, .tar.gz or .tar.zst, or an OCI layout directory: porter export, docker save,
+    skopeo and podman docker-archive/oci-archive, ctr images export, umoci. DESTINATION is a
+    registry, a prefix, a repository (for images named only by a tag), or REPOSITORY:TAG for a
+    one-image archive. Nothing is pushed under a tag until every blob of the archive verified; a
+    tampered or incomplete archive is refused."""
     from .mediatypes import Platform
     from .migrate import import_archive
 
+    if len(paths) < 2:
+        raise click.UsageError("give ARCHIVE (or the volumes of a split set) and DESTINATION")
+    archive, destination = one_archive(paths[:-1]), paths[-1]
     opts = dest_options(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), dest_creds)
     kind, summary = import_archive(archive, destination, opts, parse_size(chunk_size),
                                    Platform.parse(platform_) if platform_ else None, jobs, quiet)
     (report_load if kind == "load" else report_push)(summary, quiet, as_json)
     if summary.get("failed"):
+        sys.exit(1)
+
+
+def write_list(output: str | None, lines: list[str]) -> None:
+    """Lines to stdout, or to ``output`` atomically (a temp file beside it, then renamed)."""
+    import os
+    import tempfile
+
+    text = "\n".join(lines) + "\n"
+    if not output:
+        click.echo(text, nl=False)
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", dir=os.path.dirname(output) or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def one_archive(paths: tuple[str, ...]) -> str:
+    """The archive several paths name: one path, or the volumes of one split set (any order)."""
+    import os
+
+    from .places.volumes import is_volume
+
+    for p in paths:
+        if not os.path.exists(p):
+            raise click.BadParameter(f"{p!r} does not exist", param_hint="ARCHIVE")
+    if len(paths) == 1:
+        return paths[0]
+    stems = {p[:-4] for p in paths if is_volume(p)}
+    if len(stems) != 1 or not all(is_volume(p) for p in paths):
+        raise click.UsageError("several ARCHIVEs must be the volumes of one split set (NAME.000, NAME.001, …)")
+    return min(paths)
+
+
+@main.command(epilog="""\b
+Examples:
+  porter verify update.tar                         # every blob hashed, every reference present
+  porter verify update.tar.000 --base have.txt     # a split delta, against what the far side holds
+  porter verify images.tar.zst --json
+""")
+@click.argument("archives", nargs=-1, required=True, metavar="ARCHIVE...")
+@click.option("--base", metavar="BASE", help="For a delta: the base archive or digest list it was made against.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report per archive.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+@run_guarded
+def verify(archives: tuple[str, ...], base: str | None, as_json: bool, quiet: bool) -> None:
+    """Check archives offline, with no registry: every blob hashes to its digest, every manifest's
+    references are present (a delta's: held by its base), every name is valid, a split set is
+    whole (SHA256SUMS). Exit 1 with the list of problems. Run it after writing to removable media
+    and again on the far side."""
+    from dataclasses import asdict
+
+    from .delta import load_base
+    from .places.volumes import is_volume
+    from .verify import verify as check
+
+    held = load_base(base) if base else None
+    sets: dict[str, str] = {}
+    for p in archives:  # the volumes of a set are one archive
+        sets.setdefault(p[:-4] if is_volume(p) else p, p)
+    reports = [check(p, held) for p in sets.values()]
+    if as_json:
+        click.echo(json.dumps([dict(asdict(r), throughput=round(r.throughput)) for r in reports], indent=2))
+    for r in reports:
+        for problem in r.problems:
+            say(f"{r.archive}: {problem}")
+        if not as_json and not quiet and not r.problems:
+            click.echo(f"{r.archive}: ok — {r.images} image(s), {r.blobs} blobs, {human_size(r.bytes)} verified in "
+                       f"{r.seconds:.2f}s ({human_size(r.throughput)}/s)"
+                       + (f"; a delta against base {r.delta_base}" if r.delta_base else ""))
+    if any(r.problems for r in reports):
+        click.echo(f"porter: {sum(len(r.problems) for r in reports)} problem(s)", err=True)
         sys.exit(1)
 
 

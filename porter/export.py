@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 from .engine import Image, Stats, Transfer, copy_blobs, resolve
 from .mediatypes import Platform
-from .places.archive import ArchiveWriter, members_for
+from .delta import Base
+from .places.archive import ArchiveWriter, members_for, omitted_layers
 from .places.base import Source
 from .progress import Quiet
 from .reference import Reference
@@ -15,18 +16,20 @@ from .reference import Reference
 
 def export(refs: list[Reference], source_for: Callable[[Reference], Source], output: str, *,
            platform: Platform, all_platforms: bool, jobs: int, force: bool, progress: Quiet,
-           strict: bool = False) -> dict[str, Any]:
-    """Write ``refs`` to ``output``; returns the summary ``--json`` prints. Leaves nothing behind on failure."""
+           strict: bool = False, since: Base | None = None, split_size: int | None = None) -> dict[str, Any]:
+    """Write ``refs`` to ``output`` (a delta against ``since``; in volumes of ``split_size``);
+    returns the summary ``--json`` prints. Leaves nothing behind on failure."""
     started = time.monotonic()
-    writer = ArchiveWriter(output, force=force)  # refuses a bad output before any network work
+    writer = ArchiveWriter(output, force=force, split_size=split_size)  # refuses a bad output before any network work
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(refs)))) as pool:
             images: list[Image] = list(pool.map(
                 lambda r: resolve(source_for(r), r, platform, all_platforms, strict), refs))
-        stats = write_archive(images, source_for, writer, jobs, progress)
+        stats = write_archive(images, source_for, writer, jobs, progress, since)
         writer.commit()
     finally:
         writer.abort()
+    omitted = omitted_layers(images, since) if since else {}
     return {
         "output": output,
         "images": [{"reference": str(i.ref), "digest": i.top.digest, "mediaType": i.top.media_type,
@@ -38,15 +41,21 @@ def export(refs: list[Reference], source_for: Callable[[Reference], Source], out
         "blobs": stats.blobs,
         "bytes": stats.bytes,
         "archive_bytes": writer.size,
+        **({"delta": {"base": since.identity, "base_path": since.path, "omitted": len(omitted),
+                      "omitted_bytes": sum(d.size for d in omitted.values())}} if since else {}),
+        **({"volumes": writer.volumes} if split_size else {}),
         "seconds": round(time.monotonic() - started, 3),
     }
 
 
 def write_archive(images: list[Image], source_for: Callable[[Reference], Source], writer: ArchiveWriter,
-                  jobs: int, progress: Quiet) -> Stats:
-    """Lay out the archive for ``images`` and fill in every blob; the caller commits or aborts."""
-    writer.layout(members_for(images))
-    transfers = [Transfer(source_for(img.ref), img.ref.repository, d) for img in images for d in img.blobs]
+                  jobs: int, progress: Quiet, since: Base | None = None) -> Stats:
+    """Lay out the archive for ``images`` and fill in every blob (but the layers ``since``
+    holds); the caller commits or aborts."""
+    writer.layout(members_for(images, since))
+    omitted = omitted_layers(images, since) if since else {}
+    transfers = [Transfer(source_for(img.ref), img.ref.repository, d) for img in images for d in img.blobs
+                 if d.digest not in omitted]
     return copy_blobs(transfers, lambda d: writer.sink(d.digest), jobs, progress)
 
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from .digest import Verifier, read_all, verified
 from .errors import PorterError
 from .mediatypes import Descriptor, Manifest, loads
-from .places.base import Lister, Source
-from .reference import Reference, check_tag
+from .places.base import BlobIndex, Lister, Source
+from .reference import Reference, check_repository, check_tag
 from .selection import Refuse, tag_order, valid
 
 
@@ -93,6 +93,20 @@ def check(source: Source, rows: list[TagRow], jobs: int) -> list[str]:
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         problems += [p for p in pool.map(verify, work.values()) if p]
     return problems
+
+
+def held_blobs(source: Source, lister: Lister, host: str, jobs: int, refuse: Refuse) -> list[str]:
+    """Every blob digest a registry or storage directory holds: what a delta made against this
+    list can leave out. A storage directory is read directly; a registry is walked through every
+    tag's manifests (all platforms); what cannot be read goes to ``refuse``."""
+    if isinstance(source, BlobIndex):
+        return sorted(source.blob_digests())
+    repos = valid(lister.repositories(), check_repository, refuse)
+    rows = [row for r in repos for row in list_tags(source, lister, Reference(host, r), jobs, refuse)]
+    for r in rows:
+        if r.error:
+            refuse(f"{r.repository}:{r.tag}", r.error)
+    return sorted({d.digest for r in rows for d in r.blobs})
 
 
 def rows_json(rows: list[TagRow]) -> list[dict]:

@@ -37,6 +37,9 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, platfo
     source = ArchiveSource(archive)
     pushers = Pushers(opts, chunk)
     try:
+        if source.delta_base and to_daemon:
+            raise PorterError(f"{archive} is a delta archive (it leaves out layers its base holds): import it into "
+                              f"the registry that holds the base, not into docker-daemon:")
         found = source.images()
         distinct = len({e.desc.digest for e in found})
         planned: dict[str, tuple[Reference, Image]] = {}  # by destination: one push per name
@@ -54,6 +57,8 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, platfo
         if to_daemon:
             return "load", load([img for _, img in planned.values()], lambda r: source, jobs, quiet)
         jobs_list = [Job(img, source, d, pushers(d)) for d, img in planned.values()]
+        if source.delta_base:
+            check_delta(jobs_list, source, archive, jobs)
         return "push", push(jobs_list, jobs, progress_.make(quiet))
     finally:
         pushers.close()
@@ -87,6 +92,36 @@ def destination_of(entry: Any, dest: Reference | None, count: int, archive: str)
     except PorterError as e:
         raise ArchiveError(f"{archive}: image {digest} has an invalid name: {e}") from None
     return named.with_default_tag() if dest is None else dest_for(named.with_default_tag(), dest, keep_path=True)
+
+
+def check_delta(jobs_list: list[Job], source: Any, archive: str, jobs: int) -> None:
+    """A delta leaves out layers its base holds: the destination must have each of them (in the
+    image's repository, or mountable from another repository this import writes to) before
+    anything is pushed. Otherwise name what is missing and the base, and tag nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    need = [(j, d) for j in jobs_list for d in j.image.blobs if d.digest in source.omitted]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        there = list(pool.map(lambda jd: jd[0].pusher.has_blob(jd[0].dest.repository, jd[1].digest), need))
+    holders: dict[tuple[str, str], str] = {}
+    for (j, d), ok in zip(need, there):
+        if ok:
+            j.pusher.remember(j.dest.repository, d.digest)
+            holders[(j.dest.host, d.digest)] = j.dest.repository
+    missing = []
+    for (j, d), ok in zip(need, there):
+        other = holders.get((j.dest.host, d.digest))
+        if ok:
+            continue
+        if other and j.pusher.mount(j.dest.repository, d.digest, other):
+            j.pusher.remember(j.dest.repository, d.digest)
+        else:
+            missing.append((j, d))
+    if missing:
+        j, d = missing[0]
+        raise PorterError(f"{archive} is a delta, and the destination lacks {len(missing)} blob(s) it leaves out "
+                          f"({d.digest} of {j.dest}{', …' if len(missing) > 1 else ''}): import the base it was made "
+                          f"against first (base {source.delta_base}); nothing was tagged")
 
 
 def check_platforms_present(source: Any, ref: Reference, name: str) -> None:

@@ -133,7 +133,7 @@ def transport_options(creds: str | None, insecure: bool, ca_cert: str | None, jo
                    jobs=jobs, retries=retries, timeout=timeout)
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, what: str = "chunk size") -> int:
     units = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
              "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
     t = text.strip().lower()
@@ -143,7 +143,7 @@ def parse_size(text: str) -> int:
     except (ValueError, KeyError, OverflowError):
         raise click.BadParameter(f"{text!r} is not a size like 64MiB") from None
     if n < 1 << 20:
-        raise click.BadParameter("chunk size must be at least 1MiB")
+        raise click.BadParameter(f"{what} must be at least 1MiB")
     return n
 
 

@@ -352,3 +352,35 @@ def test_delete_source_of_a_multi_platform_image_frees_the_disk(tools, fresh_reg
         assert registry_gc(src, untagged=False) == (set(), set())
     finally:
         src.stop()
+
+
+def test_two_repositories_sharing_a_tag_stay_selectable(src, umoci, tmp_path):
+    for repo in ("a/x", "b/y"):
+        sh("skopeo", "copy", "--format", "oci", "--src-tls-verify=false", "--dest-tls-verify=false",
+           f"docker://{src.host}/team/api:1.4", f"docker://{src.host}/{repo}:1.0")
+    out, layout = tmp_path / "two.tar", tmp_path / "two"
+    porter("export", f"{src.host}/a/x:1.0", f"{src.host}/b/y:1.0", "-o", str(out), check=True)
+    layout.mkdir()
+    with tarfile.open(out) as t:
+        t.extractall(layout, filter="data")
+    for repo in ("a/x", "b/y"):
+        sh(umoci, "stat", "--image", f"{layout}:{src.host}/{repo}:1.0")
+        sh("skopeo", "inspect", f"oci:{layout}:{src.host}/{repo}:1.0")
+
+
+def test_export_warns_about_zstd_layers(src, tmp_path):
+    import zstandard
+
+    layer = tar_layer({"z": b"zstd"})
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                      "rootfs": {"type": "layers", "diff_ids": ["sha256:" + __import__("hashlib").sha256(layer).hexdigest()]}}).encode()
+    s = Seeder(src.url)
+    packed = zstandard.ZstdCompressor().compress(layer)
+    blobs = [s.blob("zstd/app", cfg), s.blob("zstd/app", packed)]
+    man = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blobs[0], "size": len(cfg)},
+           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": blobs[1],
+                       "size": len(packed)}]}
+    s.manifest("zstd/app", "1", json.dumps(man).encode(), OCI_MANIFEST)
+    p = porter("export", f"{src.host}/zstd/app:1", "-o", str(tmp_path / "z.tar"))
+    assert p.returncode == 0 and b"zstd/app:1 has zstd-compressed layers" in p.stderr and b"Docker 23" in p.stderr

@@ -21,9 +21,12 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from ..digest import FileAtOffset, hex_of
 from ..errors import ArchiveError
+from ..delta import BASE_ANNOTATION, DELTA_MEMBER
 from ..mediatypes import Descriptor
+from .volumes import VolumeWriter, volume_name
 
 if TYPE_CHECKING:
+    from ..delta import Base
     from ..engine import Image
 
 BLOCK = 512
@@ -56,6 +59,12 @@ def blob_name(digest: str) -> str:
     return f"blobs/sha256/{hex_of(digest)}"
 
 
+def omitted_layers(images: "list[Image]", base: "Base") -> dict[str, Descriptor]:
+    """The layers of ``images`` that ``base`` holds (configs and manifests always travel)."""
+    return {d.digest: d for img in images for m in img.manifests if not m.is_index for d in m.layers
+            if d.digest in base.digests}
+
+
 def _umask() -> int:
     mask = os.umask(0o22)
     os.umask(mask)
@@ -71,10 +80,14 @@ def disk_error(e: OSError, path: Path | str) -> ArchiveError:
 class ArchiveWriter:
     """Lay out members, hand out sinks for the blobs, then ``commit()`` or ``abort()``."""
 
-    def __init__(self, output: str, force: bool = False):
+    def __init__(self, output: str, force: bool = False, split_size: int | None = None):
         self.output = output
         self.to_stdout = output == "-"
         self.compress = output.endswith((".zst", ".zstd"))
+        self.split_size = split_size
+        self.volumes: list[str] = []
+        if split_size and self.to_stdout:
+            raise ArchiveError("--split-size writes files: give -o FILE, not -")
         if self.to_stdout and sys.stdout.isatty():
             raise ArchiveError("refusing to write an archive to a terminal: redirect stdout (-o - > x.tar) or use -o FILE")
         if output.endswith((".gz", ".tgz", ".bz2", ".xz", ".zip")):
@@ -83,8 +96,9 @@ class ArchiveWriter:
             out = Path(output)
             if out.is_dir():
                 raise ArchiveError(f"{output} is a directory; give a file name, e.g. {output.rstrip('/')}/images.tar")
-            if out.exists() and not force:
-                raise ArchiveError(f"{output} already exists; use --force to overwrite")
+            first = Path(volume_name(output, 0)) if split_size else out
+            if first.exists() and not force:
+                raise ArchiveError(f"{first} already exists; use --force to overwrite")
             if not out.parent.is_dir():
                 raise ArchiveError(f"directory {out.parent} does not exist")
             self._dir: str | None = str(out.parent)
@@ -148,6 +162,11 @@ class ArchiveWriter:
                 with open(self._path, "rb") as f:
                     self._copy(f, sys.stdout.buffer)
                 sys.stdout.buffer.flush()
+            elif self.split_size:
+                sink = VolumeWriter(self.output, self.split_size, self._mkstemp)
+                with open(self._path, "rb") as src:
+                    self._copy(src, sink)  # type: ignore[arg-type]
+                self.volumes = sink.finish()
             elif self.compress:
                 fd, zpath = self._mkstemp(".zst")
                 with open(self._path, "rb") as src, os.fdopen(fd, "wb") as dst:
@@ -200,25 +219,41 @@ def docker_manifest(images: "list[Image]") -> list[dict]:
     return [dict(e, RepoTags=e["RepoTags"] or None) for e in entries.values()]
 
 
-def oci_index(images: "list[Image]") -> dict:
-    """``index.json``: each reference's manifest (or whole index), named the way Docker 25+ names them."""
+def oci_index(images: "list[Image]", delta_base: str | None = None) -> dict:
+    """``index.json``: each reference's manifest (or whole index), named the way containerd and
+    Docker 25+ name them: the full reference, and the tag as ``ref.name`` — or, where two
+    repositories in the archive share that tag, the full reference there too, so that umoci and
+    skopeo can still select each image by a name of its own."""
+    from collections import Counter
+
+    shared = Counter(img.named.tag for img in images if img.named.tag)
     manifests = []
     for img in images:
         ann = {"io.containerd.image.name": str(img.named)}
         if img.named.tag:
-            ann["org.opencontainers.image.ref.name"] = img.named.tag
+            ann["org.opencontainers.image.ref.name"] = img.named.tag if shared[img.named.tag] == 1 else str(img.named)
         d = img.listed.descriptor
         manifests.append(Descriptor(d.media_type, d.digest, d.size, img.platform if img.listed is img.chosen else None,
                                     ann).to_json())
-    return {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
+    doc: dict = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}
+    if delta_base:
+        doc["annotations"] = {BASE_ANNOTATION: delta_base}
+    return doc
 
 
-def members_for(images: "list[Image]") -> list[Member]:
-    """Every member of the archive, in a fixed order: metadata, manifests, then blobs by first use."""
+def members_for(images: "list[Image]", base: "Base | None" = None) -> list[Member]:
+    """Every member of the archive, in a fixed order: metadata, manifests, then blobs by first use.
+    Against a ``base`` (a delta): the layers it holds are left out and listed in porter-delta.json,
+    and there is no manifest.json (``docker load`` needs every layer)."""
+    omitted = omitted_layers(images, base) if base else {}
     out = [Member("oci-layout", 0, json_bytes({"imageLayoutVersion": "1.0.0"})),
-           Member("index.json", 0, json_bytes(oci_index(images))),
-           Member("manifest.json", 0, json_bytes(docker_manifest(images)))]
-    seen: set[str] = set()
+           Member("index.json", 0, json_bytes(oci_index(images, base.identity if base else None)))]
+    if base:
+        out.append(Member(DELTA_MEMBER, 0, json_bytes({"base": base.identity, "base_path": Path(base.path).name,
+                                                        "omitted": [d.to_json() for d in omitted.values()]})))
+    else:
+        out.append(Member("manifest.json", 0, json_bytes(docker_manifest(images))))
+    seen: set[str] = set(omitted)
     for img in images:
         for m in img.manifests:
             if m.digest not in seen:

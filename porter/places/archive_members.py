@@ -9,6 +9,7 @@ device, a FIFO or a name that appears twice makes the archive hostile, and it is
 """
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import shutil
@@ -17,10 +18,11 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from .. import digest as dg
 from ..errors import ArchiveError
+from .volumes import Chained, find_set
 
 READ_CHUNK = 1 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -31,9 +33,10 @@ MAX_LINK_HOPS = 16
 
 @dataclass(frozen=True)
 class Entry:
-    """Where a member's bytes are: ``size`` bytes at ``offset`` of the file ``path``."""
+    """Where a member's bytes are: ``size`` bytes at ``offset`` of the file ``path`` (None: of
+    the tar, which may be a chain of volumes)."""
 
-    path: str
+    path: str | None
     offset: int
     size: int
 
@@ -48,13 +51,13 @@ def _decompressor(magic: bytes, f: Any) -> Any:
     return zstandard.ZstdDecompressor().stream_reader(f, read_size=READ_CHUNK)
 
 
-def _declared_size(path: Path, magic: bytes) -> int | None:
+def _declared_size(opener: Callable[[], BinaryIO], magic: bytes) -> int | None:
     """The decompressed size a zstd frame declares (porter writes it), else None."""
     if not magic.startswith(ZSTD_MAGIC):
         return None
     import zstandard
 
-    with open(path, "rb") as f:
+    with opener() as f:
         head = f.read(18)
     try:
         size = zstandard.frame_content_size(head)
@@ -63,7 +66,7 @@ def _declared_size(path: Path, magic: bytes) -> int | None:
     return size if size >= 0 else None
 
 
-def decompress(path: Path, magic: bytes, tmpdir: str | None) -> str:
+def decompress(path: Path, magic: bytes, tmpdir: str | None, opener: Callable[[], BinaryIO] | None = None) -> str:
     """Decompress a gzip'd or zstd'd archive into a temp tar; returns its path.
 
     Bounded by what the archive declares (a zstd frame's content size), else by the free disk
@@ -71,11 +74,12 @@ def decompress(path: Path, magic: bytes, tmpdir: str | None) -> str:
     zeros compresses 1000:1), a bomb stops before the disk fills. Every member is verified
     against its digest later, so the bound only has to protect the machine."""
     fd, tmp = tempfile.mkstemp(prefix=".porter-import.", suffix=".tar", dir=tmpdir)
-    declared = _declared_size(path, magic)
+    opener = opener or (lambda: open(path, "rb"))
+    declared = _declared_size(opener, magic)
     limit = declared if declared is not None else shutil.disk_usage(os.path.dirname(tmp)).free - DISK_RESERVE
     kind = "gzip" if magic.startswith(GZIP_MAGIC) else "zstd"
     try:
-        with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        with opener() as src, os.fdopen(fd, "wb") as dst:
             reader = _decompressor(magic, src)
             total = 0
             while chunk := reader.read(READ_CHUNK):
@@ -115,32 +119,46 @@ class Members:
         self.path = Path(path)
         self._tmp: str | None = None
         self.entries: dict[str, Entry] = {}
+        self._tar: BinaryIO | None = None
         if self.path.is_dir():
             self._index_dir()
             return
+        self.volumes = find_set(self.path)  # one file, or every volume of a split set (checked)
+
+        def opener() -> BinaryIO:
+            if len(self.volumes) == 1:
+                return open(self.volumes[0], "rb")
+            return io.BufferedReader(Chained(self.volumes), READ_CHUNK)  # type: ignore[return-value]
+
         try:
-            with open(self.path, "rb") as f:
+            with opener() as f:
                 magic = f.read(4)
         except OSError as e:
             raise ArchiveError(f"cannot read {path}: {e.strerror}") from None
-        tar_path = str(self.path)
         if magic.startswith(GZIP_MAGIC) or magic == ZSTD_MAGIC:
-            self._tmp = tar_path = decompress(self.path, magic, tmpdir)
+            self._tmp = decompress(self.path, magic, tmpdir, opener)
+            tmp = self._tmp
+            opener = lambda: open(tmp, "rb")  # noqa: E731
         try:
-            self._index_tar(tar_path)
+            self._tar = opener()
+            self._index_tar()
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
         if self._tmp:
             os.unlink(self._tmp)
             self._tmp = None
 
-    def _index_tar(self, tar_path: str) -> None:
+    def _index_tar(self) -> None:
         links: dict[str, str] = {}
+        assert self._tar is not None
         try:
-            with tarfile.open(tar_path, mode="r:") as t:
+            with tarfile.open(fileobj=self._tar, mode="r:") as t:
                 for m in t:
                     name = _inside(m.name)
                     if m.isdir():
@@ -153,7 +171,7 @@ class Members:
                     elif m.islnk():
                         links[name] = _inside(m.linkname, f"{name} -> {m.linkname}")
                     elif m.isfile():
-                        self.entries[name] = Entry(tar_path, m.offset_data, m.size)
+                        self.entries[name] = Entry(None, m.offset_data, m.size)
                     else:
                         raise ArchiveError(f"archive member {name!r} is a device or special file; refusing the archive")
         except tarfile.TarError as e:
@@ -208,9 +226,22 @@ class Members:
         return b"".join(self.chunks(name))
 
     def chunks(self, name: str, offset: int = 0) -> Iterator[bytes]:
-        """A member's bytes from ``offset``, a chunk at a time."""
+        """A member's bytes from ``offset``, a chunk at a time (threads may read several at once)."""
         e = self._entry(name)
         try:
-            yield from dg.file_chunks(e.path, e.offset + offset, e.size - offset)
+            if e.path is not None:
+                yield from dg.file_chunks(e.path, e.offset + offset, e.size - offset)
+            elif len(self.volumes) == 1 or self._tmp:
+                yield from dg.file_chunks(self._tmp or self.volumes[0], e.offset + offset, e.size - offset)
+            else:
+                with Chained(self.volumes) as f:
+                    f.seek(e.offset + offset)
+                    left = e.size - offset
+                    while left > 0:
+                        data = f.read(min(READ_CHUNK, left))
+                        if not data:
+                            raise EOFError
+                        left -= len(data)
+                        yield data
         except EOFError:
             raise ArchiveError(f"{self.path}: truncated inside {name}") from None

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 from .. import digest as dg
 from ..errors import ArchiveError, DigestMismatch, PorterError
 from ..mediatypes import DOCKER_MANIFEST, INDEX_TYPES, MAX_MANIFEST_BYTES, OCI_MANIFEST, Descriptor, Manifest, loads
+from ..delta import BASE_ANNOTATION, DELTA_MEMBER, omitted_of
 from ..reference import Reference
 from .archive_members import Members
 from .layers import OCI_ZSTD, Layer, convert
@@ -56,6 +57,8 @@ class ArchiveSource:
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._built: dict[str, bytes] = {}  # digest -> bytes made here (docker-archive configs, manifests)
         self._layers: dict[str, tuple[Layer, str]] = {}  # digest -> (converted layer, member it came from)
+        self.delta_base: str | None = None  # a delta's base identity
+        self.omitted: set[str] = set()  # what a delta leaves out
         try:
             if "index.json" in self.members:
                 self.kind = "oci"
@@ -98,6 +101,10 @@ class ArchiveSource:
             out.append(ArchivedImage(ann.get(NAME_ANNOTATION) or ann.get(REF_ANNOTATION), desc))
         if not out:
             raise ArchiveError(f"{self.path}: index.json lists no images")
+        ann = index.get("annotations") or {}
+        if isinstance(ann, dict) and isinstance(ann.get(BASE_ANNOTATION), str):
+            self.delta_base = ann[BASE_ANNOTATION]
+            self.omitted = omitted_of(self.members.read(DELTA_MEMBER, MAX_JSON), str(self.path))
         return out
 
     # --- docker-archive ------------------------------------------------------------------
@@ -177,6 +184,9 @@ class ArchiveSource:
             return self._layers[digest][0].size
         name = f"blobs/sha256/{dg.hex_of(digest)}"
         if name not in self.members:
+            if digest in self.omitted:
+                raise ArchiveError(f"{self.path}: blob {digest} is left out of this delta (its base "
+                                   f"{self.delta_base} holds it)")
             raise ArchiveError(f"{self.path}: blob {digest} is referenced but missing from the archive")
         return self.members.size(name)
 
@@ -202,10 +212,17 @@ class ArchiveSource:
         else:
             yield from self.members.chunks(f"blobs/sha256/{dg.hex_of(desc.digest)}", offset)
 
+    def stray_blobs(self, known: set[str]) -> list[tuple[str, int]]:
+        """(member name, size) of every ``blobs/`` member whose digest is not in ``known``."""
+        return [(n, e.size) for n, e in sorted(self.members.entries.items())
+                if n.startswith("blobs/") and "sha256:" + n.rsplit("/", 1)[1] not in known]
+
     def check_complete(self, manifests: list[Manifest]) -> None:
         """Every blob the manifests name is present with the right size (before any push)."""
         for m in manifests:
             for d in m.blobs + (m.children if m.media_type in INDEX_TYPES else []):
+                if d.digest in self.omitted:
+                    continue  # a delta: the destination must hold it (the importer checks)
                 size = self._size(d.digest)
                 if size != d.size:
                     raise ArchiveError(f"{self.path}: blob {d.digest} is {size} bytes, manifest {m.digest} says {d.size}")

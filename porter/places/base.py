@@ -28,6 +28,17 @@ class Source(Protocol):
 
 @runtime_checkable
 class Lister(Protocol):
-    def repositories(self) -> Iterator[str]: ...
+    def repositories(self) -> Iterator[str]:
+        """Every repository name, as the place lists them (unvalidated: callers check them)."""
+        ...
 
-    def tags(self, repository: str) -> Iterator[str]: ...
+    def tags(self, repository: str) -> Iterator[str]:
+        """Every tag of ``repository``, as the place lists them (unvalidated)."""
+        ...
+
+
+@runtime_checkable
+class BlobIndex(Protocol):
+    def blob_digests(self) -> Iterator[str]:
+        """Every blob the place holds, straight from its store (no manifest walk needed)."""
+        ...

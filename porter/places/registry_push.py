@@ -83,7 +83,7 @@ class Pusher:
             raise RegistryError(f"{self.reg.host}: unreadable upload Location {printable(loc)}") from None
         return self.http.check_upload_url(url, f"{self.reg.host}: upload Location")
 
-    def _remember(self, repo: str, digest: str) -> None:
+    def remember(self, repo: str, digest: str) -> None:
         with self._lock:
             self._known.setdefault(digest, set()).add(repo)
 
@@ -117,17 +117,17 @@ class Pusher:
                on_bytes: Callable[[int], None]) -> str:
         known = self._known.get(desc.digest, set())
         if repo in known or self.has_blob(repo, desc.digest):
-            self._remember(repo, desc.digest)
+            self.remember(repo, desc.digest)
             return "skipped"
         candidates = sorted(known)
         if isinstance(source, Registry) and source.host == self.reg.host and src_repo not in candidates:
             candidates.append(src_repo)
         for other in candidates:
             if other != repo and self.mount(repo, desc.digest, other):
-                self._remember(repo, desc.digest)
+                self.remember(repo, desc.digest)
                 return "mounted"
         self.upload(repo, desc, source, src_repo, on_bytes)
-        self._remember(repo, desc.digest)
+        self.remember(repo, desc.digest)
         return "uploaded"
 
     def _start(self, repo: str) -> str:

@@ -125,6 +125,16 @@ class Storage:
         except OSError as e:
             raise StorageError(f"blob {desc.digest}: cannot read {path}: {e.strerror}") from None
 
+    def blob_digests(self) -> Iterator[str]:
+        """Every blob with data under ``blobs/`` (links and stray names skipped)."""
+        root = self.v2 / "blobs" / "sha256"
+        prefixes, _ = safepath.scan_dirs(self.v2, root)
+        for prefix in prefixes:
+            names, _ = safepath.scan_dirs(self.v2, root / prefix)
+            for n in names:
+                if len(n) == 64 and n.startswith(prefix) and os.path.isfile(root / prefix / n / "data"):
+                    yield "sha256:" + n
+
     # --- Lister ---------------------------------------------------------------------------
     def repositories(self) -> Iterator[str]:
         """Every repository, nested names included, in sorted order (as the registry's catalog)."""
