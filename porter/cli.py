@@ -11,7 +11,7 @@ from . import __version__
 from .endpoints import DAEMON, Sources, registry_for
 from .errors import PorterError
 from .options import (bulk_options, dest_options, make_filters, parse_size, push_options, registry_options,
-                      run_guarded, storage_options, transport_options)
+                      run_guarded, settings_picker, storage_options, transport_options)
 from .output import human_size, report, report_load, report_preview, report_push, say, table
 
 
@@ -33,8 +33,9 @@ Examples:
   porter export 127.0.0.1:5000/team/api -o update.tar --since full.tar            # delta: new layers only
   porter export 127.0.0.1:5000/team/api -o update.tar --since have.txt --split-size 4G  # FAT32 volumes
 """)
-@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("-o", "--output", required=True, help="Archive to write: x.tar, x.tar.zst (zstd), or - for stdout.")
+@click.argument("images", nargs=-1, metavar="IMAGE...")
+@click.option("-o", "--output", help="Archive to write: x.tar, x.tar.zst (zstd), or - for stdout.")
+@click.option("--config", "job_file", type=click.Path(dir_okay=False), help="A TOML job file of [[export]] entries and [settings] (see README).")
 @click.option("--platform", "platform_", metavar="OS/ARCH[/VARIANT]", help="Platform docker load gets from a multi-platform image [default: this host's].")
 @click.option("--all-platforms", is_flag=True, help="Also keep the whole index and every platform's blobs in the OCI part.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
@@ -45,8 +46,8 @@ Examples:
 @storage_options
 @registry_options
 @run_guarded
-def export(images: tuple[str, ...], output: str, platform_: str | None, all_platforms: bool, force: bool,
-           since: str | None, split_size: str | None,
+def export(images: tuple[str, ...], output: str | None, job_file: str | None, platform_: str | None,
+           all_platforms: bool, force: bool, since: str | None, split_size: str | None,
            include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
            shard: str | None, shards: int | None, storage: str | None, as_registry: str | None, creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
            quiet: bool, as_json: bool) -> None:
@@ -57,38 +58,52 @@ def export(images: tuple[str, ...], output: str, platform_: str | None, all_plat
     (not decompressed) and the original manifest bytes are kept, so importing the archive
     reproduces the same digests."""
     from . import progress
-    from .export import export as do_export
+    from .bulk import Entry
+    from .delta import load_base
+    from .export import export as do_export, expand_entries
+    from .jobfile import load_job_file
     from .mediatypes import Platform
 
-    from .places.base import Lister
-    from .selection import expand
-
-    from .delta import load_base
-
-    filters = make_filters(include, exclude, tags_re, latest, shard, shards)
+    if job_file:
+        if images:
+            raise click.UsageError("give either IMAGE... or --config, not both")
+        entries, settings = load_job_file(job_file, "export")
+        pick = settings_picker(settings)
+        output, since, all_platforms = pick("output", output, "output"), pick("since", since, "since"), \
+            pick("all_platforms", all_platforms, "all_platforms")
+        platform_ = pick("platform_", platform_, "platform")
+        split_size = str(pick("split_size", split_size, "split_size") or "") or None
+        jobs, retries, timeout = pick("jobs", jobs, "jobs"), pick("retries", retries, "retries"), \
+            pick("timeout", timeout, "timeout")
+        insecure, ca_cert = pick("insecure", insecure, "insecure"), pick("ca_cert", ca_cert, "ca_cert")
+        for e in entries:
+            e.filters.shard = make_filters((), (), None, None, shard, shards).shard
+    elif not images:
+        raise click.UsageError("give IMAGE... or --config FILE")
+    else:
+        filters = make_filters(include, exclude, tags_re, latest, shard, shards)
+        entries = [Entry(text, "", filters, None, storage) for text in images]
+    if not output:
+        raise click.UsageError("give -o/--output FILE (or output in the job file)")
     volume = parse_size(split_size, "--split-size") if split_size else None
     base = load_base(since) if since else None
-    sources = Sources(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), storage, as_registry)
+    plat = Platform.parse(platform_) if platform_ else Platform.host()
     refused: list[str] = []
 
     def refuse(name: str, why: str) -> None:
         refused.append(name)
         say(f"refused: {name}: {why}")
 
+    opts = transport_options(creds, insecure, ca_cert, jobs, retries, timeout)
+    refs, source_for, close = expand_entries(entries, opts, as_registry, jobs, refuse)
     try:
-        refs = []
-        for text in images:  # an image, or every (matching) tag of a repository or registry
-            ref = sources.parse(text, allow_registry=True)
-            source = sources(ref)
-            refs += expand(source, source if isinstance(source, Lister) else None, ref, filters, jobs, refuse)
         if not refs:
             raise PorterError("no image matched: nothing to export")
-        plat = Platform.parse(platform_) if platform_ else Platform.host()
-        summary = do_export(refs, sources, output, platform=plat, all_platforms=all_platforms, jobs=jobs,
+        summary = do_export(refs, source_for, output, platform=plat, all_platforms=all_platforms, jobs=jobs,
                             force=force, progress=progress.make(quiet), strict=platform_ is not None,
                             since=base, split_size=volume)
     finally:
-        sources.close()
+        close()
     summary["refused"] = refused
     for img in summary["images"]:
         if "archived_digest" in img:
@@ -355,19 +370,14 @@ def mirror(source_ref: str | None, destination: str | None, job_file: str | None
     again; it exits 1 if any image failed."""
     from . import migrate
     from .auth import Credentials
-    from .bulk import Entry, load_job_file
+    from .bulk import Entry
+    from .jobfile import load_job_file
 
     if job_file:
         if source_ref or destination:
             raise click.UsageError("give either SOURCE DESTINATION or --config, not both")
         entries, settings = load_job_file(job_file)
-        # A flag given on the command line wins over the job file; the job file over the defaults.
-        ctx = click.get_current_context()
-
-        def pick(param: str, value: Any, key: str) -> Any:
-            given = ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE
-            return value if given or key not in settings else settings[key]
-
+        pick = settings_picker(settings)
         jobs, retries, timeout = pick("jobs", jobs, "jobs"), pick("retries", retries, "retries"), \
             pick("timeout", timeout, "timeout")
         chunk_size = str(pick("chunk_size", chunk_size, "chunk_size"))

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Callable
 
 from .engine import Image, Stats, Transfer, copy_blobs, resolve
 from .mediatypes import Platform
+from .bulk import Entry
 from .delta import Base
+from .endpoints import Sources
 from .places.archive import ArchiveWriter, members_for, omitted_layers
-from .places.base import Source
+from .places.base import Lister, Source
+from .selection import Refuse, expand
 from .progress import Quiet
 from .reference import Reference
 
@@ -46,6 +50,38 @@ def export(refs: list[Reference], source_for: Callable[[Reference], Source], out
         **({"volumes": writer.volumes} if split_size else {}),
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def expand_entries(entries: list[Entry], opts: Any, as_registry: str | None, jobs: int, refuse: Refuse
+                   ) -> tuple[list[Reference], Callable[[Reference], Source], Callable[[], None]]:
+    """Every image the entries name (repositories and registries expanded through their filters),
+    the source each comes from (entries with the same storage and credentials share one), and a
+    function that closes them all."""
+    opened: dict[tuple, Sources] = {}
+    by_ref: dict[Reference, Source] = {}
+    refs: list[Reference] = []
+    try:
+        for e in entries:
+            key = (e.storage, e.src_creds)
+            if key not in opened:
+                opened[key] = Sources(replace(opts, creds=e.src_creds) if e.src_creds else opts, e.storage, as_registry)
+            sources = opened[key]
+            ref = sources.parse(e.source, allow_registry=True)
+            source = sources(ref)
+            for r in expand(source, source if isinstance(source, Lister) else None, ref, e.filters, jobs, refuse):
+                if r not in by_ref:
+                    by_ref[r] = source
+                    refs.append(r)
+    except BaseException:
+        for s in opened.values():
+            s.close()
+        raise
+
+    def close() -> None:
+        for s in opened.values():
+            s.close()
+
+    return refs, by_ref.__getitem__, close
 
 
 def write_archive(images: list[Image], source_for: Callable[[Reference], Source], writer: ArchiveWriter,

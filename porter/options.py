@@ -117,6 +117,18 @@ def push_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def settings_picker(settings: dict[str, Any]) -> Callable[[str, Any, str], Any]:
+    """``pick(param, value, key)``: a flag given on the command line wins over the job file's
+    ``key``, which wins over the flag's default."""
+    ctx = click.get_current_context()
+
+    def pick(param: str, value: Any, key: str) -> Any:
+        given = ctx.get_parameter_source(param) == click.core.ParameterSource.COMMANDLINE
+        return value if given or key not in settings else settings[key]
+
+    return pick
+
+
 def make_filters(include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
                  shard: str | None, shards: int | None) -> Any:
     from .selection import Filters, parse_shard

@@ -293,7 +293,7 @@ def test_export_bulk(source, tmp_path):
 
 
 def test_shipped_example_job_file_parses(monkeypatch):
-    from porter.bulk import load_job_file
+    from porter.jobfile import load_job_file
 
     monkeypatch.setenv("OLD_USERNAME", "u")
     monkeypatch.setenv("OLD_PASSWORD", "p")

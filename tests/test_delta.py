@@ -150,3 +150,19 @@ def test_verify_catches_a_flipped_byte_and_a_missing_blob(sides, tmp_path):
     gone = rebuild(tmp_path / "gone.tar", lambda d: None)
     p = porter("verify", str(gone))
     assert p.returncode == 1 and b"missing" in p.stderr and layer.encode() in p.stderr
+
+
+def test_export_job_file_takes_since_and_split_size(sides, tmp_path):
+    src, _ = sides
+    full = tmp_path / "full.tar"
+    run_ok("export", f"{src.host}/team/app:1.0", "-o", str(full))
+    job = tmp_path / "job.toml"
+    job.write_text(f'[settings]\noutput = "{tmp_path}/upd.tar"\nsince = "{full}"\nsplit_size = "1MiB"\n'
+                   f'[[export]]\nsource = "{src.host}/team/app"\ntags = "^1\\\\."\n')
+    out = run_ok("export", "--config", str(job))
+    assert out["delta"]["omitted"] >= 1 and out["volumes"] and out["volumes"][0].endswith("upd.tar.000")
+    assert sorted(i["reference"].rsplit(":", 1)[1] for i in out["images"]) == ["1.0", "1.1"]
+    assert porter("verify", out["volumes"][0], "--base", str(full)).returncode == 0
+    job.write_text(f'[settings]\noutput = "x.tar"\nsplit_size = true\n[[export]]\nsource = "{src.host}/team/app"\n')
+    p = porter("export", "--config", str(job))
+    assert p.returncode == 2 and f"{job}:3:".encode() in p.stderr and b"split_size" in p.stderr

@@ -19,7 +19,7 @@ def test_reliability_table_matches_tests():
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.parametrize("command", ["export", "import", "mirror", "ls", "delete", "prune", "gc"])
+@pytest.mark.parametrize("command", ["export", "import", "mirror", "ls", "delete", "prune", "gc", "verify"])
 def test_every_command_documented_with_examples(command):
     readme = (ROOT / "README.md").read_text()
     assert f"porter {command} " in readme
