@@ -10,8 +10,9 @@ import click
 from . import __version__
 from .endpoints import DAEMON, Sources, registry_for
 from .errors import PorterError
-from .options import (bulk_options, dest_options, make_filters, parse_size, push_options, registry_options,
-                      run_guarded, settings_picker, storage_options, transport_options)
+from .options import (attachments, bulk_options, dest_options, make_filters, parse_size, push_options,
+                      referrer_options, registry_options, run_guarded, settings_picker, storage_options,
+                      transport_options)
 from .output import human_size, report, report_load, report_preview, report_push, say, table
 
 
@@ -43,11 +44,13 @@ Examples:
               "the far side imported, or a digest list from `porter ls --blobs` there.")
 @click.option("--split-size", metavar="SIZE", help="Write OUTPUT.000, .001, … none larger than SIZE (4G, 700M), plus SHA256SUMS.")
 @bulk_options
+@referrer_options
 @storage_options
 @registry_options
 @run_guarded
 def export(images: tuple[str, ...], output: str | None, job_file: str | None, platform_: str | None,
            all_platforms: bool, force: bool, since: str | None, split_size: str | None,
+           no_referrers: bool, referrer_types: tuple[str, ...],
            include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
            shard: str | None, shards: int | None, storage: str | None, as_registry: str | None, creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
            quiet: bool, as_json: bool) -> None:
@@ -85,6 +88,8 @@ def export(images: tuple[str, ...], output: str | None, job_file: str | None, pl
         entries = [Entry(text, "", filters, None, storage) for text in images]
     if not output:
         raise click.UsageError("give -o/--output FILE (or output in the job file)")
+    for e in entries:  # attachment tags travel with their images, not as images of their own
+        e.filters.skip_attachment_tags = not no_referrers
     volume = parse_size(split_size, "--split-size") if split_size else None
     base = load_base(since) if since else None
     plat = Platform.parse(platform_) if platform_ else Platform.host()
@@ -101,7 +106,7 @@ def export(images: tuple[str, ...], output: str | None, job_file: str | None, pl
             raise PorterError("no image matched: nothing to export")
         summary = do_export(refs, source_for, output, platform=plat, all_platforms=all_platforms, jobs=jobs,
                             force=force, progress=progress.make(quiet), strict=platform_ is not None,
-                            since=base, split_size=volume)
+                            since=base, split_size=volume, attach=attachments(no_referrers, referrer_types))
     finally:
         close()
     summary["refused"] = refused
@@ -198,9 +203,9 @@ def ls(target: str | None, check: bool, blobs: bool, output: str | None, storage
             {"repository": r, "tags": n} for r, n in tag_counts.items()]
         click.echo(json.dumps({"rows": doc, "problems": problems} if check else doc, indent=2))
     elif base.repository:
-        lines = [["REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE"]] + [
-            [r.repository, r.tag, r.digest[:19], ",".join(r.platforms), human_size(r.size)] if not r.error
-            else [r.repository, r.tag, "ERROR", r.error, ""] for r in rows]
+        lines = [["REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE", "ARTIFACTS"]] + [
+            [r.repository, r.tag, r.digest[:19], ",".join(r.platforms), human_size(r.size), str(r.artifacts or "")]
+            if not r.error else [r.repository, r.tag, "ERROR", r.error, "", ""] for r in rows]
         click.echo(table(lines))
     else:
         click.echo(table([["REPOSITORY", "TAGS"]] + [[r, f"{n} tag{'' if n == 1 else 's'}"] for r, n in tag_counts.items()]))
@@ -224,9 +229,11 @@ Examples:
 """)
 @click.argument("paths", nargs=-1, required=True, metavar="ARCHIVE... DESTINATION")
 @push_options
+@referrer_options
 @registry_options
 @run_guarded
 def import_(paths: tuple[str, ...], platform_: str | None, chunk_size: str, dest_creds: str | None,
+            no_referrers: bool, referrer_types: tuple[str, ...],
             creds: str | None, insecure: bool, ca_cert: str | None, jobs: int, retries: int, timeout: float,
             quiet: bool, as_json: bool) -> None:
     """Push every image of an archive into a registry, digests unchanged.
@@ -243,7 +250,7 @@ def import_(paths: tuple[str, ...], platform_: str | None, chunk_size: str, dest
         raise click.UsageError("give ARCHIVE (or the volumes of a split set) and DESTINATION")
     archive, destination = one_archive(paths[:-1]), paths[-1]
     opts = dest_options(transport_options(creds, insecure, ca_cert, jobs, retries, timeout), dest_creds)
-    kind, summary = import_archive(archive, destination, opts, parse_size(chunk_size),
+    kind, summary = import_archive(archive, destination, opts, parse_size(chunk_size), attachments(no_referrers, referrer_types),
                                    Platform.parse(platform_) if platform_ else None, jobs, quiet)
     (report_load if kind == "load" else report_push)(summary, quiet, as_json)
     if summary.get("failed"):
@@ -341,6 +348,7 @@ Examples:
   porter mirror --storage /var/lib/registry "" registry.internal:5000            # all of a storage dir
   porter mirror docker-daemon:myapp:dev registry.internal:5000/myapp:dev         # from the local engine
   porter mirror 127.0.0.1:5000/team/api:1.4 docker-daemon:                       # into it, like docker pull
+  porter mirror 127.0.0.1:5000/team/api:1.4 registry.internal:5000/team/api --no-referrers   # no signatures
 """)
 @click.argument("source_ref", metavar="SOURCE", required=False)
 @click.argument("destination", metavar="DESTINATION", required=False)
@@ -352,6 +360,7 @@ Examples:
 @click.option("--gc-storage", metavar="DIR", help="With --delete-source: then garbage-collect the source registry's storage DIR.")
 @bulk_options
 @push_options
+@referrer_options
 @storage_options
 @registry_options
 @run_guarded
@@ -359,7 +368,8 @@ def mirror(source_ref: str | None, destination: str | None, job_file: str | None
            dry_run: bool, state_file: str | None, delete_source: bool, gc_storage: str | None,
            include: tuple[str, ...], exclude: tuple[str, ...], tags_re: str | None, latest: int | None,
            shard: str | None, shards: int | None, platform_: str | None, chunk_size: str,
-           dest_creds: str | None, storage: str | None, as_registry: str | None, creds: str | None, insecure: bool,
+           dest_creds: str | None, no_referrers: bool, referrer_types: tuple[str, ...], storage: str | None,
+           as_registry: str | None, creds: str | None, insecure: bool,
            ca_cert: str | None, jobs: int, retries: int, timeout: float, quiet: bool, as_json: bool) -> None:
     """Copy images into a registry, digests unchanged: one image, every tag of a repository, or a
     whole registry or storage directory (repository paths kept, under DESTINATION's prefix).
@@ -401,7 +411,8 @@ def mirror(source_ref: str | None, destination: str | None, job_file: str | None
         report_load(migrate.mirror_to_daemon(entries[0], base, as_registry, jobs, quiet), quiet, as_json)
         return
     kind, summary = migrate.mirror(entries, base, as_registry, parse_size(chunk_size), jobs, dry_run=dry_run,
-                                   state_file=state_file, delete_source=delete_source, quiet=quiet, say=say)
+                                   state_file=state_file, delete_source=delete_source, quiet=quiet, say=say,
+                                   attach=attachments(no_referrers, referrer_types))
     if kind == "preview":
         report_preview(summary, as_json)
         return
@@ -474,7 +485,7 @@ def prune(repository: str, keep_last: int | None, older_than: str | None, tags_r
                 for r in rows]))
         if not dry_run:
             for dg in doomed:
-                d.delete(ref.repository, dg)
+                d.delete_with_attachments(ref.repository, dg)
     finally:
         reg.close()
     summary = {"repository": ref.name, "dry_run": dry_run, "deleted": doomed,

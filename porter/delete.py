@@ -46,6 +46,27 @@ class Deleter:
                 raise NotFoundError(f"delete {what}: no such manifest", 404) from None
             raise
 
+    def delete_with_attachments(self, repo: str, digest: str) -> list[str]:
+        """Delete ``digest`` and what is attached to it (referrers, cosign tags, the fallback
+        indexes that listed them), so no signature outlives its image. Returns the attachments'
+        digests."""
+        from .referrers import Finder, fallback_tag
+
+        found = Finder(self.reg).find(Reference(self.reg.host, repo), [digest])
+        self.delete(repo, digest)
+        gone = []
+        for subject in [digest] + [a.manifest.digest for a in found]:
+            index = self.reg.manifest_digest(repo, fallback_tag(subject))
+            if index:
+                self.delete(repo, index)
+        for a in found:
+            try:
+                self.delete(repo, a.manifest.digest)
+                gone.append(a.manifest.digest)
+            except NotFoundError:
+                pass  # listed by a fallback index, but already gone
+        return gone
+
     def created(self, repo: str, digest: str) -> datetime | None:
         return created(self.reg, Reference(self.reg.host, repo), digest)
 
@@ -108,8 +129,10 @@ def delete_image(d: Deleter, ref: Reference, force: bool, dry_run: bool) -> dict
     if sharing and not force and not dry_run:  # a dry run shows the plan, those tags included
         raise PorterError(f"{digest} is also tagged {', '.join(sharing)} in {ref.repository}; deleting it "
                           f"removes those tags too (use --force to do it anyway)")
+    attached: list[str] = []
     if not dry_run:
-        d.delete(ref.repository, digest)
+        attached = d.delete_with_attachments(ref.repository, digest)
     return {"deleted" if not dry_run else "would_delete": f"{ref.name}@{digest}",
+            "attachments_deleted": attached,
             "tags_removed": sorted(set(sharing) | ({ref.tag} if ref.tag else set())),
             "needs_force": bool(sharing) and not force}

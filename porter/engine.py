@@ -41,6 +41,8 @@ class Image:
     listed: Manifest
     platform: Platform | None = None
     rename: Reference | None = None  # the name to give it at the destination, when not ``ref``'s
+    subject: str | None = None  # an attachment (referrer or cosign tag): the digest it is attached to
+    descriptor: dict | None = None  # a referrer's descriptor as its source listed it (for fallback indexes)
 
     @property
     def named(self) -> Reference:

@@ -13,6 +13,7 @@ from .delta import Base
 from .endpoints import Sources
 from .places.archive import ArchiveWriter, members_for, omitted_layers
 from .places.base import Lister, Source
+from .referrers import Attachments, Finder, as_image
 from .selection import Refuse, expand
 from .progress import Quiet
 from .reference import Reference
@@ -20,7 +21,8 @@ from .reference import Reference
 
 def export(refs: list[Reference], source_for: Callable[[Reference], Source], output: str, *,
            platform: Platform, all_platforms: bool, jobs: int, force: bool, progress: Quiet,
-           strict: bool = False, since: Base | None = None, split_size: int | None = None) -> dict[str, Any]:
+           strict: bool = False, since: Base | None = None, split_size: int | None = None,
+           attach: Attachments = Attachments()) -> dict[str, Any]:
     """Write ``refs`` to ``output`` (a delta against ``since``; in volumes of ``split_size``);
     returns the summary ``--json`` prints. Leaves nothing behind on failure."""
     started = time.monotonic()
@@ -29,6 +31,8 @@ def export(refs: list[Reference], source_for: Callable[[Reference], Source], out
         with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(refs)))) as pool:
             images: list[Image] = list(pool.map(
                 lambda r: resolve(source_for(r), r, platform, all_platforms, strict), refs))
+        if attach.enabled:
+            images, source_for = with_attachments(images, source_for, attach)
         stats = write_archive(images, source_for, writer, jobs, progress, since)
         writer.commit()
     finally:
@@ -37,6 +41,7 @@ def export(refs: list[Reference], source_for: Callable[[Reference], Source], out
     return {
         "output": output,
         "images": [{"reference": str(i.ref), "digest": i.top.digest, "mediaType": i.top.media_type,
+                    **({"attached_to": i.subject} if i.subject else {}),
                     "loads": i.chosen.digest if i.chosen else None,
                     **({"platform": str(i.platform)} if i.platform else {}),
                     **({"archived_digest": i.listed.digest} if i.narrowed else {}),
@@ -50,6 +55,26 @@ def export(refs: list[Reference], source_for: Callable[[Reference], Source], out
         **({"volumes": writer.volumes} if split_size else {}),
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def with_attachments(images: list[Image], source_for: Callable[[Reference], Source], attach: Attachments
+                     ) -> tuple[list[Image], Callable[[Reference], Source]]:
+    """``images`` and everything attached to them (found in each one's source), and a
+    ``source_for`` that also knows where the attachments come from."""
+    finders: dict[int, Finder] = {}
+    extra: dict[Reference, Source] = {}
+    out = list(images)
+    seen: set[tuple[str, str]] = set()
+    for img in images:
+        source = source_for(img.ref)
+        finder = finders.setdefault(id(source), Finder(source, attach.types))
+        for a in finder.find(img.ref, [m.digest for m in img.manifests]):
+            if (img.ref.repository, a.manifest.digest) not in seen:
+                seen.add((img.ref.repository, a.manifest.digest))
+                att = as_image(a, img.ref)
+                extra[att.ref] = source
+                out.append(att)
+    return out, lambda r: extra.get(r) or source_for(r)
 
 
 def expand_entries(entries: list[Entry], opts: Any, as_registry: str | None, jobs: int, refuse: Refuse

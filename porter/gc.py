@@ -110,6 +110,25 @@ class Collector:
             pending.extend(c.digest for c in m.children)
         return whole
 
+    def _referrers_of(self, kept: set[str], revisions: list[str]) -> set[str]:
+        """Untagged manifests whose ``subject`` is kept (signatures, SBOMs of a kept image), and
+        theirs in turn: a referrer of a kept image is kept."""
+        subjects: dict[str, str] = {}
+        for d in revisions:
+            if d not in kept and (m := self._manifest(d)) is not None:
+                s = m.doc.get("subject")
+                if isinstance(s, dict) and isinstance(s.get("digest"), str):
+                    subjects[d] = s["digest"]
+        out: set[str] = set()
+        grew = True
+        while grew:
+            grew = False
+            for d, s in subjects.items():
+                if d not in out and (s in kept or s in out):
+                    out.add(d)
+                    grew = True
+        return out
+
     def _check_repo(self, repo: str) -> Path:
         d = self.st.repos_dir / repo
         for sub in ("_manifests", "_layers", "_uploads"):
@@ -141,6 +160,7 @@ class Collector:
                     m = self._manifest(d)
                     if m is not None:
                         keep.update(c.digest for c in m.children)
+                keep |= self._referrers_of(keep, revisions)
                 plan.manifests += [(repo, d) for d in revisions if d not in keep]
             for d in sorted(keep):
                 if (d in revisions or d in tagged) and not self._mark(d, plan):

@@ -13,6 +13,7 @@ from .errors import PorterError
 from .mediatypes import Descriptor, Manifest, loads
 from .places.base import BlobIndex, Lister, Source
 from .reference import Reference, check_repository, check_tag
+from .referrers import Finder, is_attachment_tag
 from .selection import Refuse, tag_order, valid
 
 
@@ -25,6 +26,8 @@ class TagRow:
     platforms: list[str] = field(default_factory=list)
     size: int = 0
     error: str = ""
+    artifacts: int = 0  # attached: referrers and cosign tags, recursively
+    children: list[str] = field(default_factory=list, repr=False)  # an index's manifests
     blobs: list[Descriptor] = field(default_factory=list, repr=False)  # for check; not printed
 
 
@@ -55,6 +58,7 @@ def describe(source: Source, ref: Reference) -> TagRow:
             row.platforms = [str(c.platform) for c in top.children if c.platform]
         else:
             row.platforms = [_platform_of_config(source, ref.repository, top)]
+        row.children = [m.digest for m in images if m is not top]
         blobs = {d.digest: d for m in images for d in m.blobs}
         manifests = {m.digest: len(m.raw) for m in [top, *images]}
         row.blobs = list(blobs.values())
@@ -69,8 +73,19 @@ def list_tags(source: Source, lister: Lister, base: Reference, jobs: int, refuse
     to ``refuse`` and is never requested."""
     tags = valid(lister.tags(base.repository), check_tag, refuse, f"{base.repository}:")
     refs = [Reference(base.host, base.repository, tag) for tag in sorted(tags, key=tag_order)]
+    finder = Finder(source)
+
+    def one(ref: Reference) -> TagRow:
+        row = describe(source, ref)
+        if not row.error and not is_attachment_tag(ref.tag or ""):
+            try:
+                row.artifacts = len(finder.find(ref, [row.digest, *row.children]))
+            except PorterError as e:
+                row.error = f"reading what is attached: {e}"
+        return row
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda r: describe(source, r), refs))
+        return list(pool.map(one, refs))
 
 
 def check(source: Source, rows: list[TagRow], jobs: int) -> list[str]:
@@ -110,4 +125,4 @@ def held_blobs(source: Source, lister: Lister, host: str, jobs: int, refuse: Ref
 
 
 def rows_json(rows: list[TagRow]) -> list[dict]:
-    return [{k: v for k, v in asdict(r).items() if (v or k == "size") and k != "blobs"} for r in rows]
+    return [{k: v for k, v in asdict(r).items() if (v or k == "size") and k not in ("blobs", "children")} for r in rows]

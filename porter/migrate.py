@@ -7,16 +7,19 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from . import progress as progress_
+from . import digest as dg
 from .bulk import Entry, job_key, plan
 from .endpoints import DAEMON, Pushers, Sources
 from .engine import Image, resolve
 from .errors import ArchiveError, PorterError
 from .journal import Journal, default_path
-from .mediatypes import Platform
+from .mediatypes import Platform, loads
 from .places.base import Lister
 from .places.registry import Registry
 from .push import Job, dest_for, preview, push
 from .reference import Reference, check_tag, parse
+from .referrers import (COSIGN_SUFFIXES, DESCRIPTOR_ANNOTATION, SUBJECT_ANNOTATION, Attachments, attachment_jobs,
+                        artifact_type_of, is_attachment_tag, update_fallbacks)
 
 
 def load(images: list[Image], source_for: Callable[[Reference], Any], jobs: int, quiet: bool) -> dict[str, Any]:
@@ -25,9 +28,10 @@ def load(images: list[Image], source_for: Callable[[Reference], Any], jobs: int,
     return load_into_daemon(images, source_for, jobs, progress_.make(quiet))
 
 
-def import_archive(archive: str, destination: str, opts: Any, chunk: int, platform: Platform | None, jobs: int,
-                   quiet: bool) -> tuple[str, dict[str, Any]]:
-    """Every image of ``archive`` into a registry (or the docker engine); ("push"|"load", summary)."""
+def import_archive(archive: str, destination: str, opts: Any, chunk: int, attach: Attachments,
+                   platform: Platform | None, jobs: int, quiet: bool) -> tuple[str, dict[str, Any]]:
+    """Every image of ``archive`` into a registry (or the docker engine); ("push"|"load", summary).
+    Attachments in the archive (signatures, SBOMs) go beside the images they are attached to."""
     from .places.archive_reader import ArchiveSource
 
     to_daemon = destination.startswith(DAEMON)
@@ -40,9 +44,11 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, platfo
         if source.delta_base and to_daemon:
             raise PorterError(f"{archive} is a delta archive (it leaves out layers its base holds): import it into "
                               f"the registry that holds the base, not into docker-daemon:")
-        found = source.images()
+        found = [e for e in source.images() if subject_of(e) is None]
+        attached = [e for e in source.images() if subject_of(e) is not None and attach.enabled and not to_daemon]
         distinct = len({e.desc.digest for e in found})
         planned: dict[str, tuple[Reference, Image]] = {}  # by destination: one push per name
+        repos: dict[str, Reference] = {}  # source repository -> where its images go
         for entry in found:
             target = destination_of(entry, dest, distinct, archive)
             ref = Reference(target.host, target.repository, target.tag, entry.desc.digest)
@@ -53,16 +59,48 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, platfo
                     check_platforms_present(source, ref, entry.name or entry.desc.digest)
                 img = resolve(source, ref, platform, all_platforms=platform is None, strict=True)
             planned[str(target)] = (target, img)
+            if entry.name and ("/" in entry.name or ":" in entry.name):
+                repos.setdefault(parse(entry.name).repository, target)
+        for entry in attached:
+            named = parse(entry.name) if entry.name else None
+            home = repos.get(named.repository) if named else None
+            if home is None:
+                home = destination_of(entry, dest, 1, archive) if dest is not None and not dest.tag else \
+                    next(iter(planned.values()))[0]
+            target = Reference(home.host, home.repository, named.tag if named else None)
+            ref = Reference(target.host, target.repository, target.tag, entry.desc.digest)
+            m = source.get_manifest(ref)
+            descriptor = entry.desc.annotations.get(DESCRIPTOR_ANNOTATION)
+            listed = loads(descriptor, f"{archive}: referrer descriptor") if descriptor else None
+            listed = listed if isinstance(listed, dict) else None
+            if attach.types and artifact_type_of(m, listed) not in attach.types:
+                continue
+            planned[str(target) + "@" + m.digest] = (target, Image(ref, m, m, [m], m, subject=subject_of(entry),
+                                                                   descriptor=listed))
         source.check_complete([m for _, img in planned.values() for m in img.manifests])
         if to_daemon:
             return "load", load([img for _, img in planned.values()], lambda r: source, jobs, quiet)
         jobs_list = [Job(img, source, d, pushers(d)) for d, img in planned.values()]
         if source.delta_base:
             check_delta(jobs_list, source, archive, jobs)
-        return "push", push(jobs_list, jobs, progress_.make(quiet))
+        summary = push(jobs_list, jobs, progress_.make(quiet))
+        update_fallbacks(jobs_list)
+        return "push", summary
     finally:
         pushers.close()
         source.close()
+
+
+def subject_of(entry: Any) -> str | None:
+    """What an archived image is attached to: the annotation porter writes, else a cosign tag's name."""
+    ann = entry.desc.annotations
+    if ann.get(SUBJECT_ANNOTATION):
+        return dg.check(ann[SUBJECT_ANNOTATION], "archive: attachment subject")
+    tag = entry.name.rsplit(":", 1)[-1] if entry.name and ":" in entry.name.rsplit("/", 1)[-1] else None
+    tag = tag.split("@")[0] if tag else None
+    if tag and is_attachment_tag(tag) and tag.endswith(COSIGN_SUFFIXES):
+        return "sha256:" + tag[7:71]
+    return None
 
 
 def destination_of(entry: Any, dest: Reference | None, count: int, archive: str) -> Reference:
@@ -155,8 +193,8 @@ def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, qu
 
 
 def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int, jobs: int, *, dry_run: bool,
-           state_file: str | None, delete_source: bool, quiet: bool,
-           say: Callable[[str], None]) -> tuple[str, dict[str, Any]]:
+           state_file: str | None, delete_source: bool, quiet: bool, say: Callable[[str], None],
+           attach: Attachments = Attachments()) -> tuple[str, dict[str, Any]]:
     """Run a mirror job; ("preview"|"push", summary). One explicit image stops at its first error;
     anything larger keeps going past failed images and journals its progress."""
     key = job_key(entries)
@@ -177,6 +215,7 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
             push_to = pushers.setdefault(e.dest_creds, Pushers(replace(base, creds=e.dest_creds) if e.dest_creds
                                                                else base, chunk, journal))
             plat = Platform.parse(e.platform) if e.platform else None
+            e.filters.skip_attachment_tags = attach.enabled
             for p in plan(ref, parse(e.destination), source, source if isinstance(source, Lister) else None,
                           e.filters, plat, jobs, note=say if not quiet and sys.stderr.isatty() else lambda m: None):
                 p.pusher = push_to(p.dest)
@@ -184,14 +223,17 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
         if single and planned and planned[0].error:
             raise PorterError(planned[0].error)
         jobs_list = [Job(p.image, p.source, p.dest, p.pusher) for p in planned if p.image]
+        if attach.enabled:
+            jobs_list += attachment_jobs(jobs_list, attach.types)
         failed = [{"source": str(p.ref), "destination": str(p.dest), "state": "failed", "error": p.error}
                   for p in planned if p.error]
         if dry_run:
             return "preview", {**preview(jobs_list, jobs), "failed": failed}
         summary = push(jobs_list, jobs, progress_.make(quiet), journal, keep_going=not single)
+        update_fallbacks(jobs_list)
         if delete_source:
             for j in jobs_list:
-                if j.state in ("copied", "present"):
+                if j.state in ("copied", "present") and j.image.subject is None:
                     delete_migrated(j, say, quiet)
     finally:
         for pu in pushers.values():

@@ -104,6 +104,21 @@ def bulk_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def referrer_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Artifacts attached to images (signatures, attestations, SBOMs) travel with them by default."""
+    fn = click.option("--referrers-type", "referrer_types", multiple=True, metavar="TYPE",
+                      help="Only attachments of this artifact type (repeatable), e.g. "
+                           "application/vnd.dev.cosign.simplesigning.v1+json.")(fn)
+    return click.option("--no-referrers", is_flag=True,
+                        help="Leave behind what is attached to the images: OCI referrers, cosign .sig/.att/.sbom tags.")(fn)
+
+
+def attachments(no_referrers: bool, types: tuple[str, ...]) -> Any:
+    from .referrers import Attachments
+
+    return Attachments(not no_referrers, tuple(types))
+
+
 def push_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Options of the commands that push into a registry."""
     opts = [

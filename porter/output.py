@@ -52,7 +52,9 @@ def report_push(summary: dict[str, Any], quiet: bool, as_json: bool) -> None:
             say(f"failed: {img['source']}: {img['error']}")
     b = summary["blobs"]
     report(summary, as_json, quiet,
-           f"{summary['copied']} image(s) copied, {summary['present']} already there, {summary['failed']} failed; "
+           f"{summary['copied']} image(s) copied, {summary['present']} already there, {summary['failed']} failed"
+           + (f" (of them {summary['artifacts']} attached artifact(s): signatures, SBOMs, …)" if summary.get("artifacts") else "")
+           + "; "
            f"blobs: {b['uploaded']} uploaded ({human_size(summary['bytes_sent'])}), {b['mounted']} mounted, "
            f"{b['skipped']} already there ({human_size(summary['bytes_skipped'])} not sent); "
            f"{summary['seconds']:.2f}s")

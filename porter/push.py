@@ -110,6 +110,7 @@ def push(jobs_: list[Job], jobs: int, progress: Quiet, journal: Journal | None =
     return {
         "images": [summary(j) for j in jobs_],
         "copied": states["copied"], "present": states["present"], "failed": states["failed"],
+        "artifacts": sum(1 for j in jobs_ if j.image.subject and j.state in ("copied", "present")),
         "blobs": {"uploaded": outcomes["uploaded"], "mounted": outcomes["mounted"], "skipped": outcomes["skipped"]},
         "bytes_sent": outcomes["bytes_sent"],
         "bytes_skipped": outcomes["bytes_skipped"],
@@ -141,6 +142,8 @@ def summary(j: Job) -> dict[str, Any]:
     if j.image.narrowed:
         out["source_digest"] = j.image.top.digest
         out["platform"] = str(j.image.platform)
+    if j.image.subject:
+        out["attached_to"] = j.image.subject
     return out
 
 
@@ -171,6 +174,8 @@ def preview(jobs_: list[Job], jobs: int) -> dict[str, Any]:
         size, seen = per_host.get((host, digest), (d.size, False))
         per_host[(host, digest)] = (size, seen or t)
     return {"images": [{"source": str(j.image.ref), "destination": str(j.dest), "digest": j.image.listed.digest,
-                        "state": s, "bytes": sum(d.size for d in j.image.blobs)} for j, s in zip(jobs_, states)],
+                        "state": s, "bytes": sum(d.size for d in j.image.blobs),
+                        **({"attached_to": j.image.subject} if j.image.subject else {})}
+                       for j, s in zip(jobs_, states)],
             "bytes_to_send": sum(n for n, t in per_host.values() if not t),
             "bytes_present": sum(n for n, t in per_host.values() if t)}

@@ -18,6 +18,7 @@ from .errors import PorterError, UsageError
 from .mediatypes import Platform, loads
 from .places.base import Lister, Source
 from .reference import Reference, check_repository, check_tag, printable
+from .referrers import is_attachment_tag
 
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 OLDEST = datetime.min.replace(tzinfo=timezone.utc)
@@ -96,6 +97,7 @@ class Filters:
     tags: str | None = None
     latest: int | None = None
     shard: tuple[int, int] | None = None  # (index, count), index from 0
+    skip_attachment_tags: bool = False  # cosign and fallback-index tags travel with their images instead
 
     def __post_init__(self) -> None:
         self._inc = [compile_re(p, "--include") for p in self.include or []]
@@ -172,7 +174,8 @@ def expand(source: Source, lister: Lister | None, ref: Reference, f: Filters, jo
     repos = [r for r in repos if f.repo_ok(r)]
 
     def tags_of(repo: str) -> list[Reference]:
-        tags = [t for t in valid(lister.tags(repo), check_tag, refuse, f"{repo}:") if f.tag_ok(t)]
+        tags = [t for t in valid(lister.tags(repo), check_tag, refuse, f"{repo}:") if f.tag_ok(t)
+                and not (f.skip_attachment_tags and is_attachment_tag(t))]
         if f.latest is not None and len(tags) > f.latest:
             when: dict[str, datetime | None] = {}
             if not all(semver_key(t) for t in tags):

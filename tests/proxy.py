@@ -24,6 +24,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     status: int = 0
+    body: bytes = b""
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Proxy:
         length = int(h.headers.get("Content-Length") or 0)
         cut_req = self.fault.cut_request_after(seen)
         body = h.rfile.read(length if cut_req is None else min(cut_req, length)) if length else b""
+        seen.body = body
         canned = self.fault.request(seen, headers)
         if canned is not None:
             status, rh, rbody = canned

@@ -104,7 +104,7 @@ def test_ls_matches_catalog_and_tags(own):
 def test_ls_human_table(own):
     p = porter("ls", "--storage", str(own.storage), "team/app")
     out = p.stdout.decode()
-    assert p.returncode == 0 and out.splitlines()[0].split() == ["REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE"]
+    assert p.returncode == 0 and out.splitlines()[0].split() == ["REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE", "ARTIFACTS"]
     assert "team/app" in out and "1.0" in out and own.pushed["app"].digest[:19] in out
 
 

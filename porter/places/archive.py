@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from ..digest import FileAtOffset, hex_of
 from ..errors import ArchiveError
 from ..delta import BASE_ANNOTATION, DELTA_MEMBER
+from ..referrers import DESCRIPTOR_ANNOTATION, SUBJECT_ANNOTATION
 from ..mediatypes import Descriptor
 from .volumes import VolumeWriter, volume_name
 
@@ -209,6 +210,8 @@ def docker_manifest(images: "list[Image]") -> list[dict]:
     """``manifest.json`` for ``docker load``: one entry per distinct image, tags merged."""
     entries: dict[str, dict] = {}
     for img in images:
+        if img.subject is not None:
+            continue  # attachments are for registries, not docker load
         m = img.chosen
         assert m is not None, "export always picks a platform"
         e = entries.setdefault(m.digest, {"Config": blob_name(m.config.digest), "RepoTags": [],
@@ -232,6 +235,10 @@ def oci_index(images: "list[Image]", delta_base: str | None = None) -> dict:
         ann = {"io.containerd.image.name": str(img.named)}
         if img.named.tag:
             ann["org.opencontainers.image.ref.name"] = img.named.tag if shared[img.named.tag] == 1 else str(img.named)
+        if img.subject is not None:  # an attachment: what it is attached to, and (a referrer) how it was listed
+            ann[SUBJECT_ANNOTATION] = img.subject
+            if img.descriptor is not None:
+                ann[DESCRIPTOR_ANNOTATION] = json.dumps(img.descriptor, separators=(",", ":"))
         d = img.listed.descriptor
         manifests.append(Descriptor(d.media_type, d.digest, d.size, img.platform if img.listed is img.chosen else None,
                                     ann).to_json())

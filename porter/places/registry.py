@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import Any, Iterator
 from urllib.parse import urljoin
 
 import httpx
 
 from .. import digest as dg
 from ..errors import DigestMismatch, NotFoundError, RegistryError, TransportError
-from ..mediatypes import ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Manifest, loads
+from ..mediatypes import ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, Manifest, loads
 from ..reference import Reference, printable
 from ..transport import Options, RETRYABLE, Transport
 
@@ -83,6 +83,31 @@ class Registry:
                 drops = 0 if pos > before else drops + 1
                 if drops > self.opts.retries:
                     raise TransportError(f"{what}: connection kept failing ({type(e).__name__})") from e
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """The referrers API's descriptors for ``digest`` (every page); None when the registry
+        has no referrers API (it answers 404, which the API never does)."""
+        url: str | None = f"/v2/{repository}/referrers/{dg.check(digest, 'referrers')}"
+        what = f"{self.host}/{repository}: referrers of {digest}"
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        while url:
+            seen.add(url)
+            r = self.http.request("GET", url, what, ok=(200, 404), headers={"Accept": OCI_INDEX})
+            if r.status_code == 404:
+                return None
+            doc = loads(r.content, what)
+            listed = doc.get("manifests") if isinstance(doc, dict) else None
+            if not isinstance(listed, list) or not all(isinstance(d, dict) for d in listed):
+                return None  # not the API's answer
+            out += listed
+            if len(out) > MAX_LISTED:
+                raise RegistryError(f"{what}: more than {MAX_LISTED} referrers")
+            m = _NEXT.search(r.headers.get("Link", ""))
+            url = httpx.URL(urljoin(f"http://x{url}", m[1])).raw_path.decode() if m else None
+            if url in seen:
+                raise RegistryError(f"{what}: the registry's Link header loops back to {printable(url)}")
+        return out
 
     # --- listing --------------------------------------------------------------------------
     def _paged(self, path: str, key: str, what: str) -> Iterator[str]:

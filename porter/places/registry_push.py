@@ -17,10 +17,10 @@ import httpx
 
 from .. import digest as dg
 from ..digest import Verifier
-from ..errors import Cancelled, DigestMismatch, PorterError, RegistryError, TransportError
+from ..errors import Cancelled, DigestMismatch, NotFoundError, PorterError, RegistryError, TransportError
 from ..journal import Journal
-from ..mediatypes import Descriptor, Manifest
-from ..reference import printable
+from ..mediatypes import OCI_INDEX, Descriptor, Manifest
+from ..reference import Reference, printable
 from ..transport import RETRYABLE, error_for
 from .base import Source
 from .registry import Registry
@@ -45,6 +45,7 @@ class Pusher:
         self._known: dict[str, set[str]] = {}  # digest -> repositories known to hold it
         self.chunked_ok = True  # cleared when the registry refuses PATCH: then monolithic PUTs
         self._current: dict[str, str] = {}  # journal key -> the upload URL in use (to cancel it)
+        self._referrers_api: bool | None = None  # does this registry answer the referrers API?
 
     # --- blobs ----------------------------------------------------------------------------
     def has_blob(self, repo: str, digest: str) -> bool:
@@ -292,6 +293,28 @@ class Pusher:
         except (IndexError, ValueError):
             raise ChunkFailed(f"upload status: unreadable Range {rng!r}") from None
         return (last + 1 if last > 0 else 0), self._location(r)
+
+    # --- referrers ------------------------------------------------------------------------
+    def attach_referrers(self, repo: str, subject: str, descriptors: list[dict]) -> bool:
+        """Make ``descriptors`` findable as referrers of ``subject``: nothing to do where the
+        registry has the referrers API (it indexes ``subject`` fields itself); elsewhere merge them
+        into the ``sha256-<hex>`` fallback index, keeping what it lists. True when it changed."""
+        from ..referrers import fallback_tag, merged_index
+
+        if self._referrers_api is None:
+            self._referrers_api = self.reg.referrers(repo, subject) is not None
+        if self._referrers_api:
+            return False
+        tag = fallback_tag(subject)
+        try:
+            existing: Manifest | None = self.reg.get_manifest(Reference(self.reg.host, repo, tag))
+        except NotFoundError:
+            existing = None
+        raw = merged_index(existing if existing is not None and existing.is_index else None, descriptors)
+        if raw is None:
+            return False
+        self.put_manifest(repo, tag, Manifest.parse(raw, OCI_INDEX, dg.of_bytes(raw), f"{repo}:{tag}"), check=False)
+        return True
 
     # --- manifests ------------------------------------------------------------------------
     def has_manifest(self, repo: str, ref: str, digest: str) -> bool:
