@@ -21,7 +21,7 @@ from pathlib import Path
 
 REQUIRED = {"docker-registry": "docker-registry", "dockerd": "docker.io", "docker": "docker.io", "skopeo": "skopeo",
             "htpasswd": "apache2-utils", "openssl": "openssl", "containerd": "containerd", "ctr": "containerd",
-            "podman": "podman", "umoci": "umoci", "zstd": "zstd"}
+            "podman": "podman", "umoci": "umoci", "buildah": "buildah", "zstd": "zstd"}
 
 
 def free_port() -> int:

@@ -384,3 +384,20 @@ def test_export_warns_about_zstd_layers(src, tmp_path):
     s.manifest("zstd/app", "1", json.dumps(man).encode(), OCI_MANIFEST)
     p = porter("export", f"{src.host}/zstd/app:1", "-o", str(tmp_path / "z.tar"))
     assert p.returncode == 0 and b"zstd/app:1 has zstd-compressed layers" in p.stderr and b"Docker 23" in p.stderr
+
+
+def test_buildah_oci_archive(tools, dockerd, fresh_registry, tmp_path):
+    from images import BUSYBOX
+
+    need(shutil.which("buildah") is not None, "buildah (Debian package buildah) is not installed")
+    b = ["buildah", "--root", str(tmp_path / "root"), "--runroot", str(tmp_path / "run"), "--storage-driver", "vfs"]
+    ctr = sh(*b, "from", "scratch").stdout.decode().strip().splitlines()[-1]
+    (tmp_path / "hello.txt").write_text("built by buildah\n")
+    sh(*b, "copy", ctr, shutil.which(BUSYBOX), "/bin/busybox")
+    sh(*b, "copy", ctr, str(tmp_path / "hello.txt"), "/hello.txt")
+    sh(*b, "config", "--cmd", '["/bin/busybox", "cat", "/hello.txt"]', ctr)
+    out = tmp_path / "buildah.tar"
+    sh(*b, "commit", "-q", "--format", "oci", ctr, f"oci-archive:{out}:v1")
+    dest = fresh_registry()
+    imported(out, f"{dest.host}/built/app")
+    assert run_in_docker(dockerd, f"{dest.host}/built/app:v1") == b"built by buildah\n"
