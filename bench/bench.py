@@ -202,7 +202,9 @@ def main() -> None:
     work.mkdir()
     reg = Registry(work / "registry", free_port()).start()
     fresh = Fresh(work)
-    porter = [sys.executable, "-m", "porter"]
+    # The installed command, as a user runs it (make installs it; its modules are byte-compiled).
+    installed = Path(sys.executable).parent / "porter"
+    porter = [str(installed)] if installed.exists() else [sys.executable, "-m", "porter"]
     try:
         ref, blobs = seed_big_image(reg)
         total = sum(n for _, n, _ in blobs)

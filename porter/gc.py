@@ -81,7 +81,7 @@ class Collector:
         """Digests named by ``<d>/sha256/<hex>/link`` entries (revisions, layers, tag indexes)."""
         names, _ = safepath.scan_dirs(self.root, d / "sha256")
         # A deleted manifest leaves its directory behind, without the link file.
-        return ["sha256:" + n for n in names if _HEX.match(n) and os.path.isfile(d / "sha256" / n / "link")]
+        return ["sha256:" + n for n in names if _HEX.match(n) and os.path.isfile(f"{d}/sha256/{n}/link")]
 
     def _manifest(self, digest: str) -> Manifest | None:
         path = self.st.blob_path(digest)

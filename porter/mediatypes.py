@@ -140,10 +140,15 @@ class Manifest:
             raise UnsupportedError(f"{what}: unsupported manifest media type {mt or 'unknown'!r}")
         m = cls(raw, mt, digest)
         object.__setattr__(m, "_doc", doc)
-        try:  # every descriptor is checked now, so nothing later meets a malformed one
-            m.children, m.blobs
+        try:  # every descriptor is checked (and kept) now, so nothing later meets a malformed one
+            kids = [Descriptor.from_json(d) for d in m._list("manifests")] if m.is_index else []
+            cfg = None if m.is_index or "config" not in doc else Descriptor.from_json(doc["config"])
+            layers = [] if m.is_index else [Descriptor.from_json(d) for d in m._list("layers")]
         except PorterError as e:
             raise PorterError(f"{what}: {e}") from None
+        if not m.is_index and cfg is None:
+            raise PorterError(f"{what}: manifest {digest} has no config")
+        object.__setattr__(m, "_parsed", (kids, cfg, layers))
         return m
 
     @property
@@ -167,17 +172,18 @@ class Manifest:
     @property
     def children(self) -> list[Descriptor]:
         """An index's manifests (empty for an image manifest)."""
-        return [Descriptor.from_json(d) for d in self._list("manifests")] if self.is_index else []
+        return list(self._parsed[0])  # type: ignore[attr-defined]
 
     @property
     def config(self) -> Descriptor:
-        if self.is_index or "config" not in self.doc:
+        cfg = self._parsed[1]  # type: ignore[attr-defined]
+        if cfg is None:
             raise PorterError(f"manifest {self.digest} has no config")
-        return Descriptor.from_json(self.doc["config"])
+        return cfg
 
     @property
     def layers(self) -> list[Descriptor]:
-        return [Descriptor.from_json(d) for d in self._list("layers")]
+        return list(self._parsed[2])  # type: ignore[attr-defined]
 
     @property
     def blobs(self) -> list[Descriptor]:

@@ -15,55 +15,56 @@ from pathlib import Path
 
 from .errors import StorageError
 
-_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+#: Directories already seen to be plain (reached through directories only) during this run, so a
+#: tree of thousands of files costs one lstat per directory, not one per path component per file.
+_plain: set[str] = set()
 
 
-def _parts(root: Path, path: Path) -> tuple[str, ...]:
-    try:
-        parts = path.relative_to(root).parts
-    except ValueError:
-        raise StorageError(f"{path} is outside {root}") from None
-    if any(p in ("..", ".") for p in parts):
+def _parts(root: Path | str, path: Path | str) -> list[str]:
+    r, p = str(root).rstrip("/"), str(path)
+    if p == r:
+        return []
+    if not p.startswith(r + "/"):
+        raise StorageError(f"{path} is outside {root}")
+    parts = p[len(r) + 1:].split("/")
+    if any(x in ("..", ".", "") for x in parts):
         raise StorageError(f"{path}: refusing a path that leaves {root}")
     return parts
 
 
-def _open_parent(root: Path, parts: tuple[str, ...]) -> int:
-    """An fd of the directory holding ``parts[-1]``, reached without following links."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for p in parts[:-1]:
-            nfd = os.open(p, _DIR, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    except OSError as e:
-        os.close(fd)
-        raise _explain(e, root, parts) from None
-    return fd
+def _link_error(where: str) -> StorageError:
+    return StorageError(f"{where}: a symbolic link or a non-directory on the way; porter does not follow links "
+                        f"in a storage directory")
 
 
-def _explain(e: OSError, root: Path, parts: tuple[str, ...]) -> OSError | StorageError:
-    import errno
-
-    if e.errno in (errno.ELOOP, errno.ENOTDIR):
-        return StorageError(f"{root.joinpath(*parts)}: a symbolic link or a non-directory on the way; "
-                            f"porter does not follow links in a storage directory")
-    return e
+def _parent(root: Path | str, parts: list[str]) -> str:
+    """The directory holding ``parts[-1]``, checked to be reached through directories only."""
+    cur = str(root).rstrip("/")
+    for p in parts[:-1]:
+        cur += "/" + p
+        if cur not in _plain:
+            if not stat.S_ISDIR(os.lstat(cur).st_mode):  # FileNotFoundError: absent, as the caller expects
+                raise _link_error(cur)
+            _plain.add(cur)
+    return cur
 
 
 def open_regular(root: Path, path: Path) -> tuple[int, int]:
     """(fd, size) of the regular file ``path`` below ``root``. FileNotFoundError when absent;
     StorageError for a link, a FIFO, a device or a directory."""
+    import errno
+
     parts = _parts(root, path)
     if not parts:
         raise StorageError(f"{path}: not a file")
-    dfd = _open_parent(root, parts)
+    full = _parent(root, parts) + "/" + parts[-1]
     try:
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+        fd = os.open(full, _FILE)
     except OSError as e:
-        raise _explain(e, root, parts) from None
-    finally:
-        os.close(dfd)
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise _link_error(full) from None
+        raise
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -87,14 +88,10 @@ def read_regular(root: Path, path: Path, limit: int) -> bytes:
 def plain_dir(root: Path, path: Path) -> bool:
     """True when ``path`` is a directory below ``root`` reached through directories only (no
     link anywhere on the way, itself included)."""
-    cur = root
-    for p in _parts(root, path):
-        cur = cur / p
-        try:
-            if not stat.S_ISDIR(os.lstat(cur).st_mode):
-                return False
-        except OSError:
-            return False
+    try:
+        _parent(root, _parts(root, path) + ["-"])
+    except (OSError, StorageError):
+        return False
     return True
 
 
@@ -119,6 +116,7 @@ def remove_tree(root: Path, path: Path) -> str | None:
     parts = _parts(root, path)
     if not parts or not plain_dir(root, path.parent):
         return f"{path}: a symbolic link on the way; not deleted"
+    _plain.discard(str(path))
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:

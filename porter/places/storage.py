@@ -44,6 +44,7 @@ class Storage:
         self.name = f"storage {self.root}"
         self.v2 = find_v2(path)
         self.repos_dir = self.v2 / "repositories"
+        self._blobs = str(self.v2 / "blobs" / "sha256")
 
     def close(self) -> None:
         pass
@@ -51,7 +52,7 @@ class Storage:
     # --- paths ----------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
         h = dg.hex_of(digest)
-        return self.v2 / "blobs" / "sha256" / h[:2] / h / "data"
+        return Path(f"{self._blobs}/{h[:2]}/{h}/data")  # one Path, not five joins: gc calls this per blob
 
     def _repo(self, repository: str) -> Path:
         try:
@@ -87,7 +88,7 @@ class Storage:
             check_tag(tag)
         except PorterError as e:
             raise StorageError(str(e)) from None
-        link = self._repo(repository) / "_manifests" / "tags" / tag / "current" / "link"
+        link = Path(f"{self._repo(repository)}/_manifests/tags/{tag}/current/link")
         return self.read_link(link, f"{repository}:{tag}")
 
     # --- Source ---------------------------------------------------------------------------
@@ -151,5 +152,5 @@ class Storage:
 
     def tags(self, repository: str) -> Iterator[str]:
         d = self._repo(repository) / "_manifests" / "tags"
-        names, _ = safepath.scan_dirs(self.v2, d)
-        return iter(n for n in names if safepath.plain_dir(self.v2, d / n / "current"))
+        names, _ = safepath.scan_dirs(self.v2, d)  # plain directories only: links were left out
+        return iter(n for n in names if os.path.isdir(f"{d}/{n}/current") and not os.path.islink(f"{d}/{n}/current"))
