@@ -62,12 +62,19 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, attach
             if entry.name and ("/" in entry.name or ":" in entry.name):
                 repos.setdefault(parse(entry.name).repository, target)
         for entry in attached:
-            named = parse(entry.name) if entry.name else None
+            tag_only = bool(entry.name) and "/" not in entry.name and ":" not in entry.name
+            try:
+                named = parse(entry.name) if entry.name and not tag_only else None
+            except PorterError as e:
+                raise ArchiveError(f"{archive}: attachment {entry.desc.digest} has an invalid name: {e}") from None
             home = repos.get(named.repository) if named else None
-            if home is None:
-                home = destination_of(entry, dest, 1, archive) if dest is not None and not dest.tag else \
-                    next(iter(planned.values()))[0]
-            target = Reference(home.host, home.repository, named.tag if named else None)
+            if home is None and dest is not None and not dest.tag:
+                home = destination_of(entry, dest, 1, archive)
+            elif home is None:
+                if not planned:
+                    raise PorterError(f"{archive} holds only attachments (signatures, SBOMs), no image to attach them to")
+                home = next(iter(planned.values()))[0]
+            target = Reference(home.host, home.repository, entry.name if tag_only else named.tag if named else None)
             ref = Reference(target.host, target.repository, target.tag, entry.desc.digest)
             m = source.get_manifest(ref)
             descriptor = entry.desc.annotations.get(DESCRIPTOR_ANNOTATION)
@@ -96,8 +103,14 @@ def subject_of(entry: Any) -> str | None:
     ann = entry.desc.annotations
     if ann.get(SUBJECT_ANNOTATION):
         return dg.check(ann[SUBJECT_ANNOTATION], "archive: attachment subject")
-    tag = entry.name.rsplit(":", 1)[-1] if entry.name and ":" in entry.name.rsplit("/", 1)[-1] else None
-    tag = tag.split("@")[0] if tag else None
+    tag = None
+    if entry.name and "/" not in entry.name and ":" not in entry.name:
+        tag = entry.name  # a tag-only name (skopeo oci:DIR:TAG, umoci)
+    elif entry.name:
+        try:
+            tag = parse(entry.name).tag
+        except PorterError:
+            tag = None  # an invalid name is reported where the image is planned
     if tag and is_attachment_tag(tag) and tag.endswith(COSIGN_SUFFIXES):
         return "sha256:" + tag[7:71]
     return None

@@ -299,3 +299,18 @@ def test_referrers_api_on_both_sides(signed, fresh_registry, tmp_path):
         assert sha(raw) in [d["digest"] for d in dest_api.index[("team/app", signed.app.digest)]]
         # A destination with the API gets no fallback tag from porter.
         assert get_manifest(dest.url, "team/app", fallback(signed.app.digest)).status_code == 404
+
+
+def test_cosign_tag_in_a_foreign_layout_keeps_its_tag(signed, fresh_registry, tmp_path):
+    import subprocess
+
+    layout = tmp_path / "layout"
+    sig_tag = fallback(signed.app.digest) + ".sig"
+    for tag in ("1.0", sig_tag):
+        subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{signed.host}/team/app:{tag}",
+                        f"oci:{layout}:{tag}"], check=True, capture_output=True)
+    dest = fresh_registry()
+    p = porter("import", str(layout), f"{dest.host}/team/app", "--json")
+    assert p.returncode == 0, p.stderr
+    assert sha(get_manifest(dest.url, "team/app", sig_tag).content) == signed.sig
+    assert sha(get_manifest(dest.url, "team/app", "1.0").content) == signed.app.digest
