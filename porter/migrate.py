@@ -62,7 +62,7 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, attach
             if entry.name and ("/" in entry.name or ":" in entry.name):
                 repos.setdefault(parse(entry.name).repository, target)
         for entry in attached:
-            tag_only = bool(entry.name) and "/" not in entry.name and ":" not in entry.name
+            tag_only = entry.name is not None and "/" not in entry.name and ":" not in entry.name
             try:
                 named = parse(entry.name) if entry.name and not tag_only else None
             except PorterError as e:

@@ -100,7 +100,8 @@ def scan_dirs(root: Path, path: Path) -> tuple[list[str], list[str]]:
     ``path`` is absent or not a plain directory."""
     if not plain_dir(root, path):
         return [], []
-    dirs, other = [], []
+    dirs: list[str] = []
+    other: list[str] = []
     try:
         with os.scandir(path) as it:
             for e in it:

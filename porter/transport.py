@@ -304,10 +304,10 @@ class Transport:
             if nxt is None:
                 return r
             r.close()
-            target = str(nxt.url)
-            if target in seen:
-                raise TransportError(f"{what}: redirect loop at {printable(target)}")
-            seen.add(target)
+            hop = str(nxt.url)
+            if hop in seen:
+                raise TransportError(f"{what}: redirect loop at {printable(hop)}")
+            seen.add(hop)
             check_url(nxt.url, self.opts.insecure, f"{what}: redirect")
             request = nxt
         raise TransportError(f"{what}: more than {MAX_REDIRECTS} redirects")

@@ -157,9 +157,10 @@ class ArchiveSource:
         """The manifest a registry would serve for these layers: Docker v2 (gzip), or OCI when a
         layer is zstd (Docker v2 has no zstd type). Deterministic bytes: reruns match digests."""
         oci = any(layer.media_type == OCI_ZSTD for layer in layers)
+        media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
         cfg_digest = dg.of_bytes(cfg_raw)
         self._built[cfg_digest] = cfg_raw
-        doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
+        doc = {"schemaVersion": 2, "mediaType": media_type,
                "config": {"mediaType": OCI_CONFIG if oci else DOCKER_CONFIG, "digest": cfg_digest,
                           "size": len(cfg_raw)},
                "layers": [{"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
@@ -167,7 +168,7 @@ class ArchiveSource:
         raw = json.dumps(doc, indent=3).encode()
         digest = dg.of_bytes(raw)
         self._built[digest] = raw
-        return Descriptor(doc["mediaType"], digest, len(raw))
+        return Descriptor(media_type, digest, len(raw))
 
     # --- Source --------------------------------------------------------------------------
     def images(self) -> list[ArchivedImage]:
