@@ -92,7 +92,11 @@ def plan_prune(d: Deleter, repo: str, keep_last: int | None, older_than: float |
         raise PorterError("say what to prune: --keep-last N and/or --older-than DURATION")
     now = now or datetime.now(timezone.utc)
     select, protect = compile_re(tags_re, "--tags"), compile_re(keep_re, "--keep")
-    digests = d.tag_digests(repo)
+    from .referrers import is_attachment_tag
+
+    # Attachment tags (cosign signatures, fallback indexes) are not versions: they go with the
+    # image they are attached to, and stay while it stays.
+    digests = {t: dg for t, dg in d.tag_digests(repo).items() if not is_attachment_tag(t)}
     with ThreadPoolExecutor(max_workers=d.jobs) as pool:
         created_at = dict(zip(digests, pool.map(lambda t: d.created(repo, digests[t]), digests)))
     rows = {t: PruneRow(t, dg, created_at[t]) for t, dg in digests.items()}

@@ -194,6 +194,10 @@ def test_bulk_mirror_copies_attachments_once(signed, fresh_registry):
     out = json.loads(p.stdout)
     dests = [i["destination"] + "@" + i["digest"] for i in out["images"]]
     assert len(dests) == len(set(dests))
+    with Proxy(dest.url) as proxy:  # a rerun of the bulk job sends nothing
+        p = porter("mirror", signed.host, f"{proxy.host}/all")
+        assert p.returncode == 0, p.stderr
+        assert writes(proxy) == []
 
 
 def test_no_referrers_and_type_filter(signed, fresh_registry):
@@ -314,3 +318,19 @@ def test_cosign_tag_in_a_foreign_layout_keeps_its_tag(signed, fresh_registry, tm
     assert p.returncode == 0, p.stderr
     assert sha(get_manifest(dest.url, "team/app", sig_tag).content) == signed.sig
     assert sha(get_manifest(dest.url, "team/app", "1.0").content) == signed.app.digest
+
+
+def test_prune_removes_attachments_with_their_images(tools, tmp_path):
+    reg = Registry(tmp_path / "r", free_port()).start()
+    try:
+        s = Seeder(reg.url)
+        old = s.image("ci/build", "1.0.0", [tar_layer({"x": b"1"})], fmt="oci")
+        new = s.image("ci/build", "1.0.1", [tar_layer({"x": b"2"})], fmt="oci")
+        cosign_sign(reg, "ci/build", old.digest)
+        cosign_sign(reg, "ci/build", new.digest)
+        p = porter("prune", f"{reg.host}/ci/build", "--keep-last", "1")
+        assert p.returncode == 0, p.stderr
+        tags = httpx.get(f"{reg.url}/v2/ci/build/tags/list").json()["tags"]
+        assert sorted(tags) == sorted(["1.0.1", fallback(new.digest) + ".sig"])
+    finally:
+        reg.stop()
