@@ -257,6 +257,8 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
     summary["failed"] += len(failed)
     if not summary["failed"] and not state_file:
         journal.remove()  # nothing left to resume
+    else:
+        journal.close()
     return "push", summary
 
 

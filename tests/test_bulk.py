@@ -207,6 +207,14 @@ def big(source):
                               [os.urandom(6 * 1024 * 1024 + 7)])
 
 
+def journal_rows(path, sql: str) -> list:
+    """Rows of a journal (SQLite), read as any other program would."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return db.execute(sql).fetchall()
+
+
 @pytest.mark.fault('kill -9 between upload chunks', 'rerun continues the upload at the journaled offset')
 def test_kill_9_mid_upload_resumes_from_journal(source, big, fresh_registry, tmp_path):
     dest = fresh_registry()
@@ -221,9 +229,8 @@ def test_kill_9_mid_upload_resumes_from_journal(source, big, fresh_registry, tmp
             time.sleep(0.02)
         proc.kill()
         proc.wait()
-        journal = json.loads(state.read_text())
-        (upload,) = journal["uploads"].values()
-        assert upload["offset"] == 3 * 1024 * 1024
+        (offset,) = journal_rows(state, "SELECT offset FROM uploads")
+        assert offset == (3 * 1024 * 1024,)
         mark = len(proxy.seen)
         p = subprocess.run(args[:-3] + ["--json"], capture_output=True)
         assert p.returncode == 0, p.stderr
@@ -235,7 +242,7 @@ def test_kill_9_mid_upload_resumes_from_journal(source, big, fresh_registry, tmp
         assert patches[0] == f"{3 * 1024 * 1024}-{4 * 1024 * 1024 - 1}", patches
         assert len(patches) == 4  # 3 MiB + 7 bytes left: chunks 4, 5, 6 and the tail
         assert skopeo_digest(f"{dest.host}/big/blob:1") == big.digest
-        assert json.loads(state.read_text())["uploads"] == {}
+        assert journal_rows(state, "SELECT * FROM uploads") == []
     finally:
         proxy.stop()
 

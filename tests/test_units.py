@@ -205,3 +205,33 @@ def test_job_file_settings_typed(tmp_path, line, why):
     job.write_text(f'[settings]\n{line}\n[[mirror]]\nsource = "r:5000/a:1"\ndestination = "s:5000/a"\n')
     with pytest.raises(JobFileError, match=why):
         load_job_file(str(job))
+
+
+def test_sqlite_journal_converts_refuses_and_takes_concurrent_writers(tmp_path):
+    import stat as stat_
+    from concurrent.futures import ThreadPoolExecutor
+
+    from porter.journal import Journal
+
+    path = tmp_path / "j.db"
+    path.write_text(json.dumps({"version": 1, "job": "k", "images": {"a": D}, "uploads": {
+        "u": {"location": "http://127.0.0.1/x", "offset": 7}}}))
+    j = Journal(path, "k")
+    assert j.images == {"a": D} and j.upload("u") == {"location": "http://127.0.0.1/x", "offset": 7}
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: j.image_done(f"img{n}", D), range(500)))
+    j.upload_done("u")
+    j.close()
+    assert stat_.S_IMODE(path.stat().st_mode) == 0o600
+    again = Journal(path, "k")
+    assert len(again.images) == 501 and again.upload("u") is None
+    again.close()
+    warned: list[str] = []
+    other = Journal(path, "another job", warned.append)
+    assert other.images == {} and "another job" in warned[0]
+    other.remove()
+    assert list(tmp_path.iterdir()) == []
+    path.write_text("root:x:0:0\n")
+    with pytest.raises(PorterError, match="not a porter journal"):
+        Journal(path, "k")
+    assert path.read_text() == "root:x:0:0\n"
