@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Protocol, TypeVar
 
+from . import interrupts
 from .digest import Verifier, read_all, verified
 from .errors import Cancelled, DigestMismatch, PorterError
 from .mediatypes import Descriptor, Manifest, Platform, loads
@@ -180,7 +181,11 @@ def run_all(fn: Callable[[T], None], items: list[T], jobs: int, cancel: threadin
     pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="porter")
     futures = [pool.submit(guarded, i, item) for i, item in enumerate(items)]
     try:
-        wait(futures, return_when=FIRST_EXCEPTION)
+        while True:  # short waits, so an interrupt that Python swallowed is noticed here
+            done, running = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
+            interrupts.check()
+            if not running or any(f.exception() is not None for f in done if not f.cancelled()):
+                break
         for f in futures:
             if f.done() and not f.cancelled() and f.exception() is not None \
                     and not isinstance(f.exception(), Cancelled):

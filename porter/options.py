@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import click
 
+from . import interrupts
 from .errors import PorterError, UsageError
 
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
@@ -21,7 +22,11 @@ class Terminated(BaseException):
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
+    raise interrupts.note(Terminated())
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    raise interrupts.note(KeyboardInterrupt())
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -38,8 +43,11 @@ def run_guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGINT, _on_sigint)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            interrupts.check()  # an interrupt Python swallowed still ends the command as one
+            return result
         except PorterError as e:
             if isinstance(e, UsageError):  # as click does for its own usage errors
                 ctx = click.get_current_context(silent=True)

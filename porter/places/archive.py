@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from .. import interrupts
 from ..digest import FileAtOffset, hex_of
 from ..errors import ArchiveError
 from ..delta import BASE_ANNOTATION, DELTA_MEMBER
@@ -155,7 +156,9 @@ class ArchiveWriter:
         return FileAtOffset(self._fd, self.members[blob_name(digest)].offset)
 
     def commit(self) -> None:
-        """Make the finished tar appear under its name (or on stdout), atomically."""
+        """Make the finished tar appear under its name (or on stdout), atomically — unless the
+        user interrupted meanwhile."""
+        interrupts.check()
         try:
             os.close(self._fd)
             self._fd = -1
