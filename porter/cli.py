@@ -79,8 +79,9 @@ def export(images: tuple[str, ...], output: str | None, job_file: str | None, pl
         jobs, retries, timeout = pick("jobs", jobs, "jobs"), pick("retries", retries, "retries"), \
             pick("timeout", timeout, "timeout")
         insecure, ca_cert = pick("insecure", insecure, "insecure"), pick("ca_cert", ca_cert, "ca_cert")
+        extra = make_filters((), (), None, None, shard, shards).shard
         for e in entries:
-            e.filters.shard = make_filters((), (), None, None, shard, shards).shard
+            e.filters.shard = extra
     elif not images:
         raise click.UsageError("give IMAGE... or --config FILE")
     else:
@@ -282,15 +283,14 @@ def one_archive(paths: tuple[str, ...]) -> str:
     """The archive several paths name: one path, or the volumes of one split set (any order)."""
     import os
 
-    from .places.volumes import is_volume
+    from .places.volumes import is_volume, set_of
 
     for p in paths:
         if not os.path.exists(p):
             raise click.BadParameter(f"{p!r} does not exist", param_hint="ARCHIVE")
     if len(paths) == 1:
         return paths[0]
-    stems = {p[:-4] for p in paths if is_volume(p)}
-    if len(stems) != 1 or not all(is_volume(p) for p in paths):
+    if len({set_of(p) for p in paths}) != 1 or not all(is_volume(p) for p in paths):
         raise click.UsageError("several ARCHIVEs must be the volumes of one split set (NAME.000, NAME.001, …)")
     return min(paths)
 
@@ -314,13 +314,13 @@ def verify(archives: tuple[str, ...], base: str | None, as_json: bool, quiet: bo
     from dataclasses import asdict
 
     from .delta import load_base
-    from .places.volumes import is_volume
+    from .places.volumes import set_of
     from .verify import verify as check
 
     held = load_base(base) if base else None
     sets: dict[str, str] = {}
     for p in archives:  # the volumes of a set are one archive
-        sets.setdefault(p[:-4] if is_volume(p) else p, p)
+        sets.setdefault(set_of(p), p)
     reports = [check(p, held) for p in sets.values()]
     if as_json:
         click.echo(json.dumps([dict(asdict(r), throughput=round(r.throughput)) for r in reports], indent=2))

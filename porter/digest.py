@@ -95,6 +95,13 @@ def verified(chunks: Iterable[bytes], v: Verifier) -> Iterator[bytes]:
     v.verify()
 
 
+def check_stream(chunks: Iterable[bytes], digest: str, size: int, what: str) -> None:
+    """Read a blob to its end through a Verifier (nothing kept): DigestMismatch when it is not
+    the blob it claims to be."""
+    for _ in verified(chunks, Verifier(digest, size, what)):
+        pass
+
+
 def file_chunks(path: str | os.PathLike | int, start: int = 0, length: int | None = None,
                 chunk: int = 1 << 20) -> Iterator[bytes]:
     """A file's bytes (a path, or an open fd that this closes) from ``start`` — ``length`` of

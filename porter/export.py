@@ -13,7 +13,7 @@ from .delta import Base
 from .endpoints import Sources
 from .places.archive import ArchiveWriter, members_for, omitted_layers
 from .places.base import Lister, Source
-from .referrers import Attachments, Finder, as_image
+from .referrers import Attachments, Finders, as_image
 from .selection import Refuse, expand
 from .progress import Quiet
 from .reference import Reference
@@ -61,14 +61,13 @@ def with_attachments(images: list[Image], source_for: Callable[[Reference], Sour
                      ) -> tuple[list[Image], Callable[[Reference], Source]]:
     """``images`` and everything attached to them (found in each one's source), and a
     ``source_for`` that also knows where the attachments come from."""
-    finders: dict[int, Finder] = {}
+    finders = Finders(attach.types)
     extra: dict[Reference, Source] = {}
     out = list(images)
     seen: set[tuple[str, str]] = set()
     for img in images:
         source = source_for(img.ref)
-        finder = finders.setdefault(id(source), Finder(source, attach.types))
-        for a in finder.find(img.ref, [m.digest for m in img.manifests]):
+        for a in finders.of(source, img):
             if (img.ref.repository, a.manifest.digest) not in seen:
                 seen.add((img.ref.repository, a.manifest.digest))
                 att = as_image(a, img.ref)

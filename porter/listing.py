@@ -8,7 +8,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from .digest import Verifier, read_all, verified
+from .digest import check_stream, read_all
 from .errors import PorterError
 from .mediatypes import Descriptor, Manifest, loads
 from .places.base import BlobIndex, Lister, Source
@@ -73,7 +73,7 @@ def list_tags(source: Source, lister: Lister, base: Reference, jobs: int, refuse
     to ``refuse`` and is never requested."""
     tags = valid(lister.tags(base.repository), check_tag, refuse, f"{base.repository}:")
     refs = [Reference(base.host, base.repository, tag) for tag in sorted(tags, key=tag_order)]
-    finder = Finder(source)
+    finder = Finder(source, tags={base.repository: tags})  # no second listing of these tags
 
     def one(ref: Reference) -> TagRow:
         row = describe(source, ref)
@@ -99,8 +99,7 @@ def check(source: Source, rows: list[TagRow], jobs: int) -> list[str]:
     def verify(item: tuple[Descriptor, str, str]) -> str | None:
         d, repository, used_by = item
         try:
-            for _ in verified(source.blob_chunks(repository, d), Verifier(d.digest, d.size, f"blob {d.digest}")):
-                pass
+            check_stream(source.blob_chunks(repository, d), d.digest, d.size, f"blob {d.digest}")
         except PorterError as e:
             return f"{used_by}: {e}"
         return None

@@ -94,10 +94,12 @@ class Finder:
     """Finds what is attached to images of one source, remembering per repository its tags (one
     listing instead of a probe per cosign tag) and whether the referrers API answers."""
 
-    def __init__(self, source: Source, types: Iterable[str] | None = None):
+    def __init__(self, source: Source, types: Iterable[str] | None = None,
+                 tags: dict[str, Iterable[str]] | None = None):
+        """``tags``: repositories whose tags the caller listed already (no second listing)."""
         self.source = source
         self.types = set(types) if types else None
-        self._tags: dict[str, set[str] | None] = {}
+        self._tags: dict[str, set[str] | None] = {r: set(t) for r, t in (tags or {}).items()}
         self._api = isinstance(source, ReferrersAPI)
 
     def _tags_of(self, repository: str) -> set[str] | None:
@@ -191,6 +193,18 @@ def descriptor_of(a: Attached) -> dict[str, Any]:
     return d
 
 
+class Finders:
+    """One Finder per source: what is attached to each image (to every manifest it keeps)."""
+
+    def __init__(self, types: Iterable[str] | None):
+        self.types = types
+        self._by_source: dict[int, Finder] = {}
+
+    def of(self, source: Source, image: "Image") -> list[Attached]:
+        finder = self._by_source.setdefault(id(source), Finder(source, self.types))
+        return finder.find(image.ref, [m.digest for m in image.manifests])
+
+
 def as_image(a: Attached, ref: Reference) -> "Image":
     """An attachment as an image to copy: under its cosign tag, or by digest for a referrer."""
     from .engine import Image
@@ -206,13 +220,12 @@ def attachment_jobs(jobs: list["Job"], types: Iterable[str] | None) -> list["Job
     image whose attachments cannot be read fails (it would arrive unsigned)."""
     from .push import Job
 
-    finders: dict[int, Finder] = {}
+    finders = Finders(types)
     have = {(j.dest.host, j.dest.repository, j.dest_ref) for j in jobs}
     out: list[Job] = []
     for j in jobs:
-        finder = finders.setdefault(id(j.source), Finder(j.source, types))
         try:
-            found = finder.find(j.image.ref, [m.digest for m in j.image.manifests])
+            found = finders.of(j.source, j.image)
         except PorterError as e:
             j.state, j.error = "failed", f"reading what is attached to it: {e}"
             continue

@@ -102,10 +102,7 @@ def verify(path: str, base: Base | None = None) -> Report:
 
 def _check_blob(source: ArchiveSource, d: Descriptor, who: str, report: Report) -> None:
     try:
-        v = dg.Verifier(d.digest, d.size, f"blob {d.digest}")
-        for chunk in source.blob_chunks("", d):
-            v.update(chunk)
-        v.verify()
+        dg.check_stream(source.blob_chunks("", d), d.digest, d.size, f"blob {d.digest}")
         report.blobs += 1
         report.bytes += d.size
     except PorterError as e:

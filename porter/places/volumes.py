@@ -25,6 +25,12 @@ def is_volume(path: str | Path) -> bool:
     return bool(_VOLUME.match(str(path)))
 
 
+def set_of(path: str) -> str:
+    """What names the archive ``path`` belongs to: a volume's set (``NAME`` of ``NAME.001``), else itself."""
+    m = _VOLUME.match(path)
+    return m[1] if m else path
+
+
 class VolumeWriter(io.RawIOBase):
     """A writable stream that fills temp files of at most ``size`` bytes each; ``finish`` renames
     them to ``OUTPUT.NNN`` and records their digests in ``SHA256SUMS`` (other lines kept)."""
