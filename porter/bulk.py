@@ -7,15 +7,15 @@ expanded into images, each image resolved on its own (a failure marks that image
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .auth import Credentials
-from .engine import Image, resolve
+from .image import Image, resolve
 from .errors import PorterError
 from .mediatypes import Platform
-from .places.base import Lister, Source
+from .places.protocol import Lister, Source
+from .pool import pmap
 from .reference import Reference
 from .selection import Filters, expand
 
@@ -52,15 +52,12 @@ class Planned:
     source: Source
     image: Image | None = None
     error: str = ""
-    pusher: Any = None  # set by the caller: where this image's destination registry is written
 
 
 def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister | None, filters: Filters,
          platform: Platform | None, jobs: int, note: Callable[[str], None] = lambda m: None) -> list[Planned]:
     """Expand and resolve one entry. The destination keeps repository paths for a whole-registry
     source (under dest's prefix) or a bare-registry destination."""
-    from .push import dest_for
-
     if not (entry_ref.tag or entry_ref.digest) and (dest.tag or dest.digest):
         raise PorterError(f"{dest}: a repository or registry source keeps its tags; give the destination "
                           f"without a tag")
@@ -83,5 +80,14 @@ def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister |
             p.error = str(e)
         return p
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return refused + list(pool.map(one, refs))
+    return refused + pmap(one, refs, jobs)
+
+
+def dest_for(src: Reference, dest: Reference, keep_path: bool) -> Reference:
+    """Where ``src`` goes: ``dest`` names the repository (and maybe tag), or with ``keep_path``
+    is a registry/prefix under which the source's repository path is kept."""
+    if keep_path:
+        path = src.repository.removeprefix("library/") if src.host == "docker.io" else src.repository
+        repo = f"{dest.repository}/{path}" if dest.repository else path
+        return Reference(dest.host, repo, src.tag)
+    return Reference(dest.host, dest.repository, dest.tag or src.tag)

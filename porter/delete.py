@@ -7,13 +7,13 @@ first and asks for ``--force``. Deleting frees no disk: ``porter gc`` does.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .errors import NotFoundError, PorterError, RegistryError
 from .mediatypes import Manifest
 from .places.registry import Registry
+from .pool import pmap
 from .reference import Reference
 from .selection import compile_re, created, newest_first
 
@@ -30,8 +30,7 @@ class Deleter:
 
     def tag_digests(self, repo: str) -> dict[str, str]:
         tags = list(self.reg.tags(repo))
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            return dict(zip(tags, pool.map(lambda t: self.digest_of(repo, t), tags)))
+        return dict(zip(tags, pmap(lambda t: self.digest_of(repo, t), tags, self.jobs)))
 
     def delete(self, repo: str, digest: str) -> None:
         what = f"{self.reg.host}/{repo}@{digest}"
@@ -97,8 +96,7 @@ def plan_prune(d: Deleter, repo: str, keep_last: int | None, older_than: float |
     # Attachment tags (cosign signatures, fallback indexes) are not versions: they go with the
     # image they are attached to, and stay while it stays.
     digests = {t: dg for t, dg in d.tag_digests(repo).items() if not is_attachment_tag(t)}
-    with ThreadPoolExecutor(max_workers=d.jobs) as pool:
-        created_at = dict(zip(digests, pool.map(lambda t: d.created(repo, digests[t]), digests)))
+    created_at = dict(zip(digests, pmap(lambda t: d.created(repo, digests[t]), list(digests), d.jobs)))
     rows = {t: PruneRow(t, dg, created_at[t]) for t, dg in digests.items()}
     for r in rows.values():
         if protect and protect.search(r.tag):

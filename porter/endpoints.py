@@ -7,9 +7,9 @@ from .errors import PorterError, UsageError
 from .reference import DAEMON, Reference
 
 if TYPE_CHECKING:
-    from .places.base import Source
+    from .places.protocol import Source
     from .places.registry import Registry
-    from .places.registry_push import Pusher
+    from .places.registry_dest import RegistryDestination
     from .transport import Options
 
 
@@ -69,24 +69,24 @@ class Sources:
             self._daemon.close()
 
 
-class Pushers:
-    """One Pusher per destination host."""
+class Destinations:
+    """One registry destination per host, sharing the job's journal."""
 
     def __init__(self, opts: Options, chunk_size: int, journal: Any = None):
         self.opts, self.chunk_size, self.journal = opts, chunk_size, journal
         self._by_host: dict[str, Any] = {}
 
-    def __call__(self, ref: Reference) -> Pusher:
+    def __call__(self, ref: Reference) -> RegistryDestination:
         from .places.registry import Registry
-        from .places.registry_push import Pusher
+        from .places.registry_dest import RegistryDestination
 
         if ref.host not in self._by_host:
-            self._by_host[ref.host] = Pusher(Registry(ref, self.opts), self.chunk_size, self.journal)
+            self._by_host[ref.host] = RegistryDestination(Registry(ref, self.opts), self.chunk_size, self.journal)
         return self._by_host[ref.host]
 
     def close(self) -> None:
-        for p in self._by_host.values():
-            p.reg.close()
+        for d in self._by_host.values():
+            d.close()
 
 
 def registry_for(target: str, opts: Options) -> tuple[Reference, Registry]:

@@ -1,198 +1,269 @@
-"""The copy engine: resolve references to images, then move each needed blob once, concurrently.
+"""The copy engine: every command that moves images runs through :func:`copy`.
 
-Resolution is derived from two source abilities only (raw manifest by reference/digest, blob by
-digest), so every place that can serve those is a full source. Blobs are deduplicated by digest
-before anything moves (a blob shared by several images is fetched once), every byte is verified
-against its digest on the way, and the first failure cancels the rest.
+    plan      one HEAD per image where the destination can answer it (present: done); then
+              every blob of what remains, deduplicated by digest across the whole job — once per
+              destination repository where blobs are held per repository, else once per place
+    transfer  one bounded pool; per blob the cheapest way first: known here → skip; known in
+              another repository of that destination (or the source is that registry) → mount;
+              asked and present → skip; else its bytes, read and verified by one BlobReader
+    commit    per image: children before their index, the tag last; then the destination's
+              own commit (an archive is renamed into place, the docker engine loads it)
+    check     the post-condition: the destination serves the expected digest under the name.
+              Only then is an image reported copied (and journalled as done).
+
+Places are reached only through :mod:`porter.places.protocol`; the engine asks a destination's
+abilities and never its type. Retries live in the transport; resuming a blob from an offset in
+the blob reader (downloads) and the destination's upload (uploads) alone.
 """
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import Callable, Protocol, TypeVar
+import time
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
-from . import interrupts
-from .digest import Verifier, read_all, verified
-from .errors import Cancelled, DigestMismatch, PorterError
-from .mediatypes import Descriptor, Manifest, Platform, loads
-from .places.base import Source
+from .blob import BlobReader
+from .errors import Cancelled, PorterError
+from .image import Image
+from .journal import Journal
+from .mediatypes import Descriptor
+from .places.protocol import Destination, Source
+from .pool import pmap, run_all
 from .progress import Quiet
 from .reference import Reference
+from .results import BlobCounts
 
 
-T = TypeVar("T")
+@dataclass(eq=False)
+class Item:
+    """One image to copy: what was resolved, from which source, to which destination and name."""
 
-
-class BlobSink(Protocol):
-    def write(self, data: bytes) -> None: ...
-
-
-@dataclass
-class Image:
-    """One reference, resolved. ``manifests`` are the manifests to keep (top first, children
-    after their index); ``listed`` is what an index of images names (the whole index, or just
-    the chosen platform's manifest); ``chosen`` is what ``docker load`` gets (None when every
-    platform is kept and none was asked for)."""
-
-    ref: Reference
-    top: Manifest
-    chosen: Manifest | None
-    manifests: list[Manifest]
-    listed: Manifest
-    platform: Platform | None = None
-    rename: Reference | None = None  # the name to give it at the destination, when not ``ref``'s
-    subject: str | None = None  # an attachment (referrer or cosign tag): the digest it is attached to
-    descriptor: dict | None = None  # a referrer's descriptor as its source listed it (for fallback indexes)
-
-    @property
-    def named(self) -> Reference:
-        return self.rename or self.ref
-
-    @property
-    def blobs(self) -> list[Descriptor]:
-        seen: dict[str, Descriptor] = {}
-        for m in self.manifests:
-            for d in m.blobs:
-                seen.setdefault(d.digest, d)
-        return list(seen.values())
-
-    @property
-    def narrowed(self) -> bool:
-        """True when a platform was picked out of an index: the pushed digest is not the top one."""
-        return self.listed.digest != self.top.digest
-
-
-def _child(source: Source, ref: Reference, desc: Descriptor) -> Manifest:
-    m = source.get_manifest(ref, desc.digest)
-    if len(m.raw) != desc.size:
-        raise DigestMismatch(f"{ref.name}@{desc.digest}: manifest is {len(m.raw)} bytes, index says {desc.size}")
-    return m
-
-
-def platform_of(source: Source, ref: Reference, m: Manifest) -> Platform | None:
-    """An image manifest's platform, from its config (None when the config does not say)."""
-    cfg = m.config
-    raw = read_all(source.blob_chunks(ref.repository, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
-    try:
-        doc = loads(raw, f"config {cfg.digest}")
-        p = Platform(doc["os"], doc["architecture"], doc.get("variant") or "")
-    except (PorterError, KeyError, TypeError):
-        return None
-    return p if all(isinstance(x, str) for x in (p.os, p.architecture, p.variant)) else None
-
-
-def resolve(source: Source, ref: Reference, platform: Platform | None, all_platforms: bool,
-            strict: bool = False) -> Image:
-    """Fetch what ``ref`` names. An index keeps every platform with ``all_platforms``, else only
-    ``platform`` (which must then be given); ``chosen`` is ``platform``'s image when given.
-    ``strict`` (the user named the platform): a single-platform image of another platform is
-    refused, naming its platform, instead of being handed over."""
-    ref = ref.with_default_tag()
-    top = source.get_manifest(ref)
-    if not top.is_index:
-        if strict and platform is not None:
-            have = platform_of(source, ref, top)
-            if have is not None and not platform.matches(have):
-                raise PorterError(f"{ref}: the image is {have}, not {platform} (it has one platform only)")
-        return Image(ref, top, top, [top], top)
-    want = top.pick(platform) if platform else None
-    if not all_platforms:
-        if want is None:
-            raise PorterError(f"{ref}: a platform is needed to pick from the index")
-        chosen = _child(source, ref, want)
-        return Image(ref, top, chosen, [chosen], chosen, want.platform)
-    kept = [top]
-    pending = list(top.children)
-    while pending:  # nested indexes are rare but legal
-        m = _child(source, ref, pending.pop(0))
-        kept.append(m)
-        pending.extend(m.children)
-    picked = next(m for m in kept if m.digest == want.digest) if want else None
-    return Image(ref, top, picked, kept, top, want.platform if want else None)
-
-
-@dataclass
-class Transfer:
-    """A blob to move: which digest/size, from which repository of which source."""
-
+    image: Image
     source: Source
-    repository: str
+    dest: Destination
+    target: Reference  # host + repository (+ tag; without one the image goes by digest only)
+    state: str = "pending"  # then "copied", "present" or "failed"
+    error: str = ""
+
+    @property
+    def ref(self) -> str:
+        """What the destination names it by: the tag, else the digest."""
+        return self.target.tag or self.image.listed.digest
+
+    def fail(self, error: str) -> None:
+        if self.state != "failed":
+            self.state, self.error = "failed", error
+
+
+@dataclass(eq=False)
+class _Blob:
+    """One blob to place in one destination repository, for the items that need it."""
+
     desc: Descriptor
+    dest: Destination
+    repository: str
+    items: list[Item] = field(default_factory=list)
 
 
 @dataclass
-class Stats:
-    blobs: int = 0
-    bytes: int = 0
+class Report:
+    """What :func:`copy` did: per item in ``Item.state``; blobs and bytes here."""
+
+    blobs: BlobCounts
+    bytes_sent: int
+    bytes_skipped: int
+    seconds: float
 
 
-def unique(transfers: list[Transfer]) -> list[Transfer]:
-    """One transfer per digest: the first image that needs a blob fetches it for all."""
-    seen: dict[str, Transfer] = {}
-    for t in transfers:
-        seen.setdefault(t.desc.digest, t)
-    return list(seen.values())
+class _Placements:
+    """Where each digest is known to be, per destination; and each (destination, digest) moved
+    by one worker at a time — the others wait, then mount or skip (a failure frees it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: dict[tuple[int, str], set[str]] = {}
+        self._inflight: dict[tuple[int, str], Future] = {}
+
+    def known(self, dest: Destination, digest: str) -> set[str]:
+        with self._lock:
+            return set(self._known.get((id(dest), digest), ()))
+
+    def add(self, dest: Destination, repository: str, digest: str) -> None:
+        with self._lock:
+            self._known.setdefault((id(dest), digest), set()).add(repository)
+
+    def claim(self, dest: Destination, digest: str) -> tuple[bool, Future]:
+        """(True, f) when this worker is to move the digest (resolve f when done), else (False, f)
+        with the mover's future to wait on."""
+        key = (id(dest), digest)
+        with self._lock:
+            current = self._inflight.get(key)
+            if current is None or (current.done() and current.exception() is not None):
+                current = self._inflight[key] = Future()
+                return True, current
+            return False, current
 
 
-def copy_blobs(transfers: list[Transfer], open_sink: Callable[[Descriptor], BlobSink], jobs: int,
-               progress: Quiet) -> Stats:
-    """Fetch every transfer into the sink ``open_sink`` gives for it, ``jobs`` at a time, verified."""
-    transfers = unique(transfers)
-    stats = Stats(blobs=len(transfers), bytes=sum(t.desc.size for t in transfers))
-    progress.start(stats.bytes, stats.blobs)
+def copy(items: list[Item], jobs: int, progress: Quiet, journal: Journal | None = None,
+         keep_going: bool = False, retries: int = 5) -> Report:
+    """Copy every pending item. With ``keep_going`` an image that fails is marked and the rest go
+    on; otherwise the first failure is raised (nothing is committed after it)."""
+    started = time.monotonic()
     cancel = threading.Event()
+    # plan: one HEAD per image (a destination serving the manifest has everything it references)
+    todo = [i for i in items if i.state == "pending"]
+    there = pmap(lambda i: i.dest.has_manifest(i.target.repository, i.ref,
+                                                                             i.image.listed.digest), todo, jobs)
+    for item, present in zip(todo, there):
+        if present:
+            item.state = "present"
+    todo = [i for i in todo if i.state == "pending"]
+    for dest, its in _by_destination(todo).items():
+        dest.prepare([i.image for i in its])
+    blobs: dict[tuple[int, str, str], _Blob] = {}
+    for i in todo:
+        repo = i.target.repository if i.dest.abilities.per_repository else ""
+        for d in i.image.blobs:
+            blobs.setdefault((id(i.dest), repo, d.digest), _Blob(d, i.dest, repo)).items.append(i)
+    plan = sorted(blobs.values(), key=lambda b: -b.desc.size)  # the largest first: the pool ends together
+    # transfer
+    placements = _Placements()
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    progress.start(sum(b.desc.size for b in plan), len(plan))
 
-    def one(t: Transfer) -> None:
-        handle = progress.blob_started(t.desc.digest, t.desc.size)
+    def move(b: _Blob) -> None:
+        handle = progress.blob_started(b.desc.digest, b.desc.size)
+        sent = 0
+
+        def on_bytes(n: int) -> None:
+            nonlocal sent
+            if cancel.is_set():
+                raise Cancelled("cancelled")
+            sent += n
+            progress.advance(handle, n)
+
         try:
-            sink = open_sink(t.desc)
-            v = Verifier(t.desc.digest, t.desc.size, f"blob {t.desc.digest} from {t.source.name}/{t.repository}")
-            for chunk in verified(t.source.blob_chunks(t.repository, t.desc), v):
-                if cancel.is_set():
-                    raise Cancelled("cancelled")
-                sink.write(chunk)
-                progress.advance(handle, len(chunk))
+            how = _place(b, placements, on_bytes, retries)
         finally:
             progress.blob_finished(handle)
+        with lock:
+            outcomes[how] += 1
+            outcomes["bytes_sent"] += sent
+            if how != "uploaded":
+                outcomes["bytes_skipped"] += b.desc.size
 
     try:
-        run_all(one, sorted(transfers, key=lambda t: -t.desc.size), jobs, cancel)
+        failures = run_all(move, plan, jobs, cancel, keep_going)
     finally:
         progress.close()
-    return stats
-
-
-def run_all(fn: Callable[[T], None], items: list[T], jobs: int, cancel: threading.Event,
-            keep_going: bool = False) -> dict[int, PorterError]:
-    """Run ``fn`` over ``items`` on ``jobs`` threads. The first failure (or Ctrl-C) sets
-    ``cancel``, stops what has not started, and is raised once the running ones have noticed —
-    unless ``keep_going``: then porter's own errors are collected by item index and returned."""
-    failures: dict[int, PorterError] = {}
-
-    def guarded(i: int, item: T) -> None:
+    for ix, e in failures.items():
+        for i in plan[ix].items:
+            i.fail(str(e))
+    # commit: manifests, then the destination's own commit, then the post-condition
+    pending = [i for i in todo if i.state == "pending"]
+    for ix, e in run_all(_put_manifests, pending, jobs, cancel, keep_going).items():
+        pending[ix].fail(str(e))
+    for dest, its in _by_destination(todo).items():
+        ready = [i for i in its if i.state == "pending"]
         try:
-            fn(item)
+            if ready:
+                dest.commit()
         except PorterError as e:
-            if not keep_going or isinstance(e, Cancelled):
+            if not keep_going:
                 raise
-            failures[i] = e
+            for i in ready:
+                i.fail(str(e))
 
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="porter")
-    futures = [pool.submit(guarded, i, item) for i, item in enumerate(items)]
+    def check(i: Item) -> None:
+        served = i.dest.served(i.target.repository, i.ref)
+        if served != i.image.listed.digest:
+            raise PorterError(f"{i.target}: after the copy {i.dest.name} serves {served or 'nothing'} there, not "
+                              f"{i.image.listed.digest}; not counted as copied")
+        i.state = "copied"
+        if journal:
+            journal.image_done(str(i.target), i.image.listed.digest)
+
+    pending = [i for i in todo if i.state == "pending"]
+    for ix, e in run_all(check, pending, jobs, cancel, keep_going).items():
+        pending[ix].fail(str(e))
+    return Report(BlobCounts(outcomes["uploaded"], outcomes["mounted"], outcomes["skipped"]),
+                  outcomes["bytes_sent"], outcomes["bytes_skipped"], round(time.monotonic() - started, 3))
+
+
+def _by_destination(items: list[Item]) -> dict[Destination, list[Item]]:
+    out: dict[Destination, list[Item]] = {}
+    for i in items:
+        out.setdefault(i.dest, []).append(i)
+    return out
+
+
+def _place(b: _Blob, placements: _Placements, on_bytes, retries: int) -> str:
+    """Put one blob into one destination repository the cheapest way: "skipped", "mounted" or
+    "uploaded". One worker moves a digest into a destination at a time; the others wait for it."""
+    dest, repo, digest = b.dest, b.repository, b.desc.digest
+    while True:
+        mine, fut = placements.claim(dest, digest)
+        if mine:
+            break
+        try:
+            fut.result()
+        except Exception:
+            continue  # the mover failed: take over
+        break
     try:
-        while True:  # short waits, so an interrupt that Python swallowed is noticed here
-            done, running = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
-            interrupts.check()
-            if not running or any(f.exception() is not None for f in done if not f.cancelled()):
-                break
-        for f in futures:
-            if f.done() and not f.cancelled() and f.exception() is not None \
-                    and not isinstance(f.exception(), Cancelled):
-                raise f.exception()  # type: ignore[misc]
-    except BaseException:
-        cancel.set()
+        how = _cheapest(b, placements, on_bytes, retries)
+    except BaseException as e:
+        if mine:
+            fut.set_exception(e)
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return failures
+    placements.add(dest, repo, digest)
+    if mine:
+        fut.set_result(how)
+    return how
+
+
+def _cheapest(b: _Blob, placements: _Placements, on_bytes, retries: int) -> str:
+    dest, repo, digest = b.dest, b.repository, b.desc.digest
+    first = b.items[0]
+    known = placements.known(dest, digest)
+    if repo in known:
+        return "skipped"
+    able = dest.abilities
+    candidates = sorted(known) if able.mount else []
+    same_origin = able.mount and first.source.origin is not None and first.source.origin == dest.origin
+    if not candidates and dest.has_blob(repo, digest):
+        return "skipped"  # a blob known elsewhere in the destination is mounted without asking first
+    if same_origin and first.image.ref.repository not in candidates:
+        candidates.append(first.image.ref.repository)
+    for other in candidates:
+        if other != repo and dest.mount(repo, digest, other):
+            return "mounted"
+    dest.write_blob(repo, BlobReader(first.source, first.image.ref.repository, b.desc, retries), on_bytes)
+    return "uploaded"
+
+
+def _put_manifests(i: Item) -> None:
+    """Children first (the deepest first), the named one last: a tag never names something
+    incomplete. The original bytes, so digests are the source's."""
+    children, top = i.image.manifests[1:], i.image.manifests[0]
+    for m in reversed(children):
+        if not (i.dest.has_manifest(i.target.repository, m.digest, m.digest)):
+            i.dest.put_manifest(i.target.repository, m.digest, m)
+    i.dest.put_manifest(i.target.repository, i.ref, top)
+
+
+def preview(items: list[Item], jobs: int) -> tuple[list[str], int, int]:
+    """What :func:`copy` would do, asking only: per item "copy" or "present"; the bytes to send
+    and those already at the destination (a blob present anywhere in a destination is mounted)."""
+    states = pmap(lambda i: "present" if i.dest.has_manifest(
+        i.target.repository, i.ref, i.image.listed.digest) else "copy", items, jobs)
+    blobs = {(id(i.dest), i.target.repository, d.digest): (i, d) for i in items for d in i.image.blobs}
+    there = pmap(lambda idesc: idesc[0].dest.has_blob(
+        idesc[0].target.repository, idesc[1].digest), list(blobs.values()), jobs)
+    per_place: dict[tuple[int, str], tuple[int, bool]] = {}
+    for (place, _, digest), (_, d), t in zip(blobs, blobs.values(), there):
+        size, seen = per_place.get((place, digest), (d.size, False))
+        per_place[(place, digest)] = (size, seen or t)
+    return (states, sum(n for n, t in per_place.values() if not t), sum(n for n, t in per_place.values() if t))

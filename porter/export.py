@@ -2,59 +2,55 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, Callable
 
-from .engine import Image, Stats, Transfer, copy_blobs, resolve
-from .mediatypes import Platform
+from . import engine
 from .bulk import Entry
 from .delta import Base
 from .endpoints import Sources
-from .places.archive import ArchiveWriter, members_for, omitted_layers
-from .places.base import Lister, Source
-from .referrers import Attachments, Finders, as_image
-from .selection import Refuse, expand
+from .engine import Item
+from .image import Image, resolve
+from .mediatypes import Platform
+from .places.archive import ArchiveDestination, ArchiveWriter
+from .places.protocol import Lister, Source
+from .pool import pmap
 from .progress import Quiet
 from .reference import Reference
+from .referrers import Attachments, Finders, as_image
+from .results import Delta, Exported, ExportResult
+from .selection import Refuse, expand
 
 
 def export(refs: list[Reference], source_for: Callable[[Reference], Source], output: str, *,
            platform: Platform, all_platforms: bool, jobs: int, force: bool, progress: Quiet,
            strict: bool = False, since: Base | None = None, split_size: int | None = None,
-           attach: Attachments = Attachments()) -> dict[str, Any]:
-    """Write ``refs`` to ``output`` (a delta against ``since``; in volumes of ``split_size``);
-    returns the summary ``--json`` prints. Leaves nothing behind on failure."""
+           attach: Attachments = Attachments(), retries: int = 5) -> ExportResult:
+    """Write ``refs`` to ``output`` (a delta against ``since``; in volumes of ``split_size``).
+    Leaves nothing behind on failure."""
     started = time.monotonic()
     writer = ArchiveWriter(output, force=force, split_size=split_size)  # refuses a bad output before any network work
+    dest = ArchiveDestination(writer, since)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(refs)))) as pool:
-            images: list[Image] = list(pool.map(
-                lambda r: resolve(source_for(r), r, platform, all_platforms, strict), refs))
+        images: list[Image] = pmap(lambda r: resolve(source_for(r), r, platform, all_platforms, strict), refs, jobs)
         if attach.enabled:
             images, source_for = with_attachments(images, source_for, attach)
-        stats = write_archive(images, source_for, writer, jobs, progress, since)
-        writer.commit()
+        items = [Item(img, source_for(img.ref), dest, img.named) for img in images]
+        report = engine.copy(items, jobs, progress, retries=retries)
     finally:
-        writer.abort()
-    omitted = omitted_layers(images, since) if since else {}
-    return {
-        "output": output,
-        "images": [{"reference": str(i.ref), "digest": i.top.digest, "mediaType": i.top.media_type,
-                    **({"attached_to": i.subject} if i.subject else {}),
-                    "loads": i.chosen.digest if i.chosen else None,
-                    **({"platform": str(i.platform)} if i.platform else {}),
-                    **({"archived_digest": i.listed.digest} if i.narrowed else {}),
-                    **({"zstd_layers": True} if i.chosen and any("zstd" in d.media_type for d in i.chosen.layers)
-                       else {})} for i in images],
-        "blobs": stats.blobs,
-        "bytes": stats.bytes,
-        "archive_bytes": writer.size,
-        **({"delta": {"base": since.identity, "base_path": since.path, "omitted": len(omitted),
-                      "omitted_bytes": sum(d.size for d in omitted.values())}} if since else {}),
-        **({"volumes": writer.volumes} if split_size else {}),
-        "seconds": round(time.monotonic() - started, 3),
-    }
+        dest.close()
+    omitted = dest.omitted
+    return ExportResult(
+        output=output,
+        images=[Exported(str(i.ref), i.top.digest, i.top.media_type, i.chosen.digest if i.chosen else None,
+                         attached_to=i.subject or "", platform=str(i.platform) if i.platform else "",
+                         archived_digest=i.listed.digest if i.narrowed else "",
+                         zstd_layers=bool(i.chosen and any("zstd" in d.media_type for d in i.chosen.layers)))
+                for i in images],
+        blobs=report.blobs.uploaded, bytes=report.bytes_sent, archive_bytes=writer.size,
+        seconds=round(time.monotonic() - started, 3),
+        delta=Delta(since.identity, since.path, len(omitted), sum(d.size for d in omitted.values())) if since else None,
+        volumes=writer.volumes if split_size else [])
 
 
 def with_attachments(images: list[Image], source_for: Callable[[Reference], Source], attach: Attachments
@@ -106,35 +102,3 @@ def expand_entries(entries: list[Entry], opts: Any, as_registry: str | None, job
             s.close()
 
     return refs, by_ref.__getitem__, close
-
-
-def write_archive(images: list[Image], source_for: Callable[[Reference], Source], writer: ArchiveWriter,
-                  jobs: int, progress: Quiet, since: Base | None = None) -> Stats:
-    """Lay out the archive for ``images`` and fill in every blob (but the layers ``since``
-    holds); the caller commits or aborts."""
-    writer.layout(members_for(images, since))
-    omitted = omitted_layers(images, since) if since else {}
-    transfers = [Transfer(source_for(img.ref), img.ref.repository, d) for img in images for d in img.blobs
-                 if d.digest not in omitted]
-    return copy_blobs(transfers, lambda d: writer.sink(d.digest), jobs, progress)
-
-
-def load_into_daemon(images: list[Image], source_for: Callable[[Reference], Source], jobs: int,
-                     progress: Quiet) -> dict[str, Any]:
-    """Export ``images`` into a temp archive and ``docker load`` it: any source into the engine."""
-    import tempfile
-
-    from .places import daemon
-
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="porter-load-") as tmp:
-        writer = ArchiveWriter(f"{tmp}/load.tar")
-        try:
-            stats = write_archive(images, source_for, writer, jobs, progress)
-            writer.commit()
-        finally:
-            writer.abort()
-        loaded = daemon.load(f"{tmp}/load.tar")
-    return {"loaded": loaded, "images": [{"reference": str(i.ref), "digest": i.chosen.digest if i.chosen else None}
-                                         for i in images],
-            "blobs": stats.blobs, "bytes": stats.bytes, "seconds": round(time.monotonic() - started, 3)}

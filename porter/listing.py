@@ -5,13 +5,14 @@
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from .digest import check_stream, read_all
+from .blob import BlobReader
 from .errors import PorterError
-from .mediatypes import Descriptor, Manifest, loads
-from .places.base import BlobIndex, Lister, Source
+from .image import platform_of
+from .mediatypes import Descriptor, Manifest
+from .places.protocol import BlobIndex, Lister, Source
+from .pool import pmap
 from .reference import Reference, check_repository, check_tag
 from .referrers import Finder, is_attachment_tag
 from .selection import Refuse, tag_order, valid
@@ -31,17 +32,6 @@ class TagRow:
     blobs: list[Descriptor] = field(default_factory=list, repr=False)  # for check; not printed
 
 
-def _platform_of_config(source: Source, repository: str, m: Manifest) -> str:
-    cfg = m.config
-    raw = read_all(source.blob_chunks(repository, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
-    try:
-        doc = loads(raw, "config")
-        parts = [doc.get("os", ""), doc.get("architecture", ""), doc.get("variant", "")]
-    except (PorterError, AttributeError):
-        return "?"
-    return "/".join(p for p in parts if isinstance(p, str) and p) or "?"
-
-
 def _images(source: Source, ref: Reference) -> tuple[Manifest, list[Manifest]]:
     """The manifest a reference names, and the image manifests under it (itself, or an index's children)."""
     top = source.get_manifest(ref)
@@ -57,7 +47,7 @@ def describe(source: Source, ref: Reference) -> TagRow:
         if top.is_index:
             row.platforms = [str(c.platform) for c in top.children if c.platform]
         else:
-            row.platforms = [_platform_of_config(source, ref.repository, top)]
+            row.platforms = [str(platform_of(source, ref, top) or "?")]
         row.children = [m.digest for m in images if m is not top]
         blobs = {d.digest: d for m in images for d in m.blobs}
         manifests = {m.digest: len(m.raw) for m in [top, *images]}
@@ -84,8 +74,7 @@ def list_tags(source: Source, lister: Lister, base: Reference, jobs: int, refuse
                 row.error = f"reading what is attached: {e}"
         return row
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(one, refs))
+    return pmap(one, refs, jobs)
 
 
 def check(source: Source, rows: list[TagRow], jobs: int) -> list[str]:
@@ -99,13 +88,12 @@ def check(source: Source, rows: list[TagRow], jobs: int) -> list[str]:
     def verify(item: tuple[Descriptor, str, str]) -> str | None:
         d, repository, used_by = item
         try:
-            check_stream(source.blob_chunks(repository, d), d.digest, d.size, f"blob {d.digest}")
+            BlobReader(source, repository, d).check()
         except PorterError as e:
             return f"{used_by}: {e}"
         return None
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        problems += [p for p in pool.map(verify, work.values()) if p]
+    problems += [p for p in pmap(verify, list(work.values()), jobs) if p]
     return problems
 
 

@@ -1,36 +1,63 @@
-"""The import and mirror jobs: plan every entry, push (or load into the docker engine), then
-optionally delete what moved from the source. Printing is the caller's."""
+"""The import and mirror jobs: plan every entry, copy through the one engine (into a registry or
+the docker engine), then optionally delete what moved from the source. Printing is the caller's."""
 from __future__ import annotations
 
 import sys
 from dataclasses import replace
 from typing import Any, Callable
 
-from . import progress as progress_
 from . import digest as dg
-from .bulk import Entry, job_key, plan
-from .endpoints import DAEMON, Pushers, Sources
-from .engine import Image, resolve
+from . import engine
+from . import progress as progress_
+from .bulk import Entry, dest_for, job_key, plan
+from .endpoints import DAEMON, Destinations, Sources
+from .engine import Item, Report
 from .errors import ArchiveError, PorterError
+from .image import Image, resolve
 from .journal import Journal, default_path
 from .mediatypes import Platform, loads
-from .places.base import Lister
-from .places.registry import Registry
-from .push import Job, dest_for, preview, push
+from .places.protocol import Lister
+from .pool import pmap
 from .reference import Reference, check_tag, parse
-from .referrers import (COSIGN_SUFFIXES, DESCRIPTOR_ANNOTATION, SUBJECT_ANNOTATION, Attachments, attachment_jobs,
+from .referrers import (COSIGN_SUFFIXES, DESCRIPTOR_ANNOTATION, SUBJECT_ANNOTATION, Attachments, attachment_items,
                         artifact_type_of, is_attachment_tag, update_fallbacks)
+from .results import Copied, Loaded, LoadResult, Planned, PreviewResult, PushResult
 
 
-def load(images: list[Image], source_for: Callable[[Reference], Any], jobs: int, quiet: bool) -> dict[str, Any]:
-    from .export import load_into_daemon
+def push_result(items: list[Item], report: Report, failed: list[Copied] = ()) -> PushResult:
+    """The summary of a push: each image as it ended, and how its blobs got there."""
+    images = [copied(i) for i in items] + list(failed)
+    return PushResult(images, sum(i.state == "copied" for i in items), sum(i.state == "present" for i in items),
+                      sum(i.state == "failed" for i in items) + len(failed),
+                      sum(1 for i in items if i.image.subject and i.state in ("copied", "present")),
+                      report.blobs, report.bytes_sent, report.bytes_skipped, report.seconds)
 
-    return load_into_daemon(images, source_for, jobs, progress_.make(quiet))
+
+def copied(i: Item) -> Copied:
+    img = i.image
+    return Copied(str(img.ref), str(i.target), i.state, img.listed.digest, img.listed.media_type, i.error,
+                  img.top.digest if img.narrowed else "", str(img.platform) if img.narrowed else "",
+                  img.subject or "")
+
+
+def load(images: list[Image], source_for: Callable[[Reference], Any], jobs: int, quiet: bool,
+         retries: int) -> LoadResult:
+    """``images`` into the docker engine: the one engine, with the daemon as the destination."""
+    from .places.daemon import DaemonDestination
+
+    dest = DaemonDestination()
+    try:
+        items = [Item(img, source_for(img.ref), dest, img.named) for img in images]
+        report = engine.copy(items, jobs, progress_.make(quiet), retries=retries)
+    finally:
+        dest.close()
+    return LoadResult(dest.loaded, [Loaded(str(i.ref), i.chosen.digest if i.chosen else None) for i in images],
+                      report.blobs.uploaded, report.bytes_sent, report.seconds)
 
 
 def import_archive(archive: str, destination: str, opts: Any, chunk: int, attach: Attachments,
-                   platform: Platform | None, jobs: int, quiet: bool) -> tuple[str, dict[str, Any]]:
-    """Every image of ``archive`` into a registry (or the docker engine); ("push"|"load", summary).
+                   platform: Platform | None, jobs: int, quiet: bool) -> PushResult | LoadResult:
+    """Every image of ``archive`` into a registry (or the docker engine).
     Attachments in the archive (signatures, SBOMs) go beside the images they are attached to."""
     from .places.archive_reader import ArchiveSource
 
@@ -39,7 +66,7 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, attach
         raise PorterError("import into the docker daemon keeps the archive's names: use plain 'docker-daemon:'")
     dest = None if to_daemon else parse(destination)
     source = ArchiveSource(archive)
-    pushers = Pushers(opts, chunk)
+    dests = Destinations(opts, chunk)
     try:
         if source.delta_base and to_daemon:
             raise PorterError(f"{archive} is a delta archive (it leaves out layers its base holds): import it into "
@@ -86,15 +113,15 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, attach
                                                                    descriptor=listed))
         source.check_complete([m for _, img in planned.values() for m in img.manifests])
         if to_daemon:
-            return "load", load([img for _, img in planned.values()], lambda r: source, jobs, quiet)
-        jobs_list = [Job(img, source, d, pushers(d)) for d, img in planned.values()]
+            return load([img for _, img in planned.values()], lambda r: source, jobs, quiet, opts.retries)
+        items = [Item(img, source, dests(d), d) for d, img in planned.values()]
         if source.delta_base:
-            check_delta(jobs_list, source, archive, jobs)
-        summary = push(jobs_list, jobs, progress_.make(quiet))
-        update_fallbacks(jobs_list)
-        return "push", summary
+            check_delta(items, source, archive, jobs)
+        report = engine.copy(items, jobs, progress_.make(quiet), retries=opts.retries)
+        update_fallbacks(items)
+        return push_result(items, report)
     finally:
-        pushers.close()
+        dests.close()
         source.close()
 
 
@@ -145,33 +172,19 @@ def destination_of(entry: Any, dest: Reference | None, count: int, archive: str)
     return named.with_default_tag() if dest is None else dest_for(named.with_default_tag(), dest, keep_path=True)
 
 
-def check_delta(jobs_list: list[Job], source: Any, archive: str, jobs: int) -> None:
+def check_delta(items: list[Item], source: Any, archive: str, jobs: int) -> None:
     """A delta leaves out layers its base holds: the destination must have each of them (in the
     image's repository, or mountable from another repository this import writes to) before
     anything is pushed. Otherwise name what is missing and the base, and tag nothing."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    need = [(j, d) for j in jobs_list for d in j.image.blobs if d.digest in source.omitted]
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        there = list(pool.map(lambda jd: jd[0].pusher.has_blob(jd[0].dest.repository, jd[1].digest), need))
-    holders: dict[tuple[str, str], str] = {}
-    for (j, d), ok in zip(need, there):
-        if ok:
-            j.pusher.remember(j.dest.repository, d.digest)
-            holders[(j.dest.host, d.digest)] = j.dest.repository
-    missing = []
-    for (j, d), ok in zip(need, there):
-        other = holders.get((j.dest.host, d.digest))
-        if ok:
-            continue
-        if other and j.pusher.mount(j.dest.repository, d.digest, other):
-            j.pusher.remember(j.dest.repository, d.digest)
-        else:
-            missing.append((j, d))
+    need = [(i, d) for i in items for d in i.image.blobs if d.digest in source.omitted]
+    there = pmap(lambda idesc: idesc[0].dest.has_blob(idesc[0].target.repository, idesc[1].digest), need, jobs)
+    holders = {(id(i.dest), d.digest): i.target.repository for (i, d), ok in zip(need, there) if ok}
+    missing = [(i, d) for (i, d), ok in zip(need, there) if not ok and not (
+        (other := holders.get((id(i.dest), d.digest))) and i.dest.mount(i.target.repository, d.digest, other))]
     if missing:
-        j, d = missing[0]
+        i, d = missing[0]
         raise PorterError(f"{archive} is a delta, and the destination lacks {len(missing)} blob(s) it leaves out "
-                          f"({d.digest} of {j.dest}{', …' if len(missing) > 1 else ''}): import the base it was made "
+                          f"({d.digest} of {i.target}{', …' if len(missing) > 1 else ''}): import the base it was made "
                           f"against first (base {source.delta_base}); nothing was tagged")
 
 
@@ -189,7 +202,7 @@ def check_platforms_present(source: Any, ref: Reference, name: str) -> None:
                       f"{present[0] if present else 'OS/ARCH'} to import one")
 
 
-def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, quiet: bool) -> dict[str, Any]:
+def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, quiet: bool) -> LoadResult:
     """One image from anywhere into the docker engine (like ``docker pull``), optionally renamed."""
     sources = Sources(replace(base, creds=e.src_creds) if e.src_creds else base, e.storage, as_registry)
     try:
@@ -200,21 +213,22 @@ def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, qu
         name = e.destination[len(DAEMON):]
         if name:
             img.rename = replace(parse(name).with_default_tag(), digest=None)
-        return load([img], lambda r: source, jobs, quiet)
+        return load([img], lambda r: source, jobs, quiet, base.retries)
     finally:
         sources.close()
 
 
 def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int, jobs: int, *, dry_run: bool,
            state_file: str | None, delete_source: bool, quiet: bool, say: Callable[[str], None],
-           attach: Attachments = Attachments()) -> tuple[str, dict[str, Any]]:
-    """Run a mirror job; ("preview"|"push", summary). One explicit image stops at its first error;
-    anything larger keeps going past failed images and journals its progress."""
+           attach: Attachments = Attachments()) -> PushResult | PreviewResult:
+    """Run a mirror job. One explicit image stops at its first error; anything larger keeps
+    going past failed images and journals its progress."""
     key = job_key(entries)
     journal = Journal(state_file or default_path(key), key, lambda m: say(f"warning: {m}"))
     all_sources: list[Sources] = []
-    pushers: dict[Any, Pushers] = {}
-    planned: list[Any] = []
+    dests: dict[Any, Destinations] = {}
+    items: list[Item] = []
+    failed: list[Copied] = []
     single = False
     try:
         for e in entries:
@@ -223,55 +237,55 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
             ref = sources.parse(e.source, allow_registry=True)
             source = sources(ref)
             single = len(entries) == 1 and bool(ref.tag or ref.digest)
-            if delete_source and (e.platform or not isinstance(source, Registry)):
+            if delete_source and (e.platform or source.origin is None):
                 raise PorterError("--delete-source needs a registry source and every platform (no --platform)")
-            push_to = pushers.setdefault(e.dest_creds, Pushers(replace(base, creds=e.dest_creds) if e.dest_creds
-                                                               else base, chunk, journal))
+            to = dests.setdefault(e.dest_creds, Destinations(replace(base, creds=e.dest_creds) if e.dest_creds
+                                                             else base, chunk, journal))
             plat = Platform.parse(e.platform) if e.platform else None
             e.filters.skip_attachment_tags = attach.enabled
             for p in plan(ref, parse(e.destination), source, source if isinstance(source, Lister) else None,
                           e.filters, plat, jobs, note=say if not quiet and sys.stderr.isatty() else lambda m: None):
-                p.pusher = push_to(p.dest)
-                planned.append(p)
-        if single and planned and planned[0].error:
-            raise PorterError(planned[0].error)
-        jobs_list = [Job(p.image, p.source, p.dest, p.pusher) for p in planned if p.image]
+                if single and p.error:
+                    raise PorterError(p.error)
+                if p.image:
+                    items.append(Item(p.image, p.source, to(p.dest), p.dest))
+                else:
+                    failed.append(Copied(str(p.ref), str(p.dest), "failed", error=p.error))
         if attach.enabled:
-            jobs_list += attachment_jobs(jobs_list, attach.types)
-        failed = [{"source": str(p.ref), "destination": str(p.dest), "state": "failed", "error": p.error}
-                  for p in planned if p.error]
+            items += attachment_items(items, attach.types)
         if dry_run:
-            return "preview", {**preview(jobs_list, jobs), "failed": failed}
-        summary = push(jobs_list, jobs, progress_.make(quiet), journal, keep_going=not single)
-        update_fallbacks(jobs_list)
+            states, to_send, present = engine.preview(items, jobs)
+            return PreviewResult([Planned(str(i.image.ref), str(i.target), i.image.listed.digest, s,
+                                          sum(d.size for d in i.image.blobs), i.image.subject or "")
+                                  for i, s in zip(items, states)], to_send, present, failed)
+        report = engine.copy(items, jobs, progress_.make(quiet), journal, keep_going=not single, retries=base.retries)
+        update_fallbacks(items)
         if delete_source:
-            for j in jobs_list:
-                if j.state in ("copied", "present") and j.image.subject is None:
-                    delete_migrated(j, say, quiet)
+            for i in items:
+                if i.state in ("copied", "present") and i.image.subject is None:
+                    delete_migrated(i, say, quiet)
     finally:
-        for pu in pushers.values():
-            pu.close()
+        for d in dests.values():
+            d.close()
         for so in all_sources:
             so.close()
-    summary["images"] += failed
-    summary["failed"] += len(failed)
-    if not summary["failed"] and not state_file:
+    result = push_result(items, report, failed)
+    if not result.failed and not state_file:
         journal.remove()  # nothing left to resume
     else:
         journal.close()
-    return "push", summary
+    return result
 
 
-def delete_migrated(job: Job, say: Callable[[str], None], quiet: bool) -> None:
+def delete_migrated(item: Item, say: Callable[[str], None], quiet: bool) -> None:
     """Delete a mirrored image from its source registry, only once the destination is verified to
     serve the same digest, and never when other (unmigrated) tags share that digest."""
     from .delete import Deleter
 
-    digest, src = job.image.listed.digest, job.image.ref
-    if not job.pusher.has_manifest(job.dest.repository, job.dest_ref, digest):
-        raise PorterError(f"{job.dest}: does not serve {digest}; not deleting the source")
-    assert isinstance(job.source, Registry), "--delete-source is checked to have a registry source"
-    d = Deleter(job.source)
+    digest, src = item.image.listed.digest, item.image.ref
+    if item.dest.served(item.target.repository, item.ref) != digest:
+        raise PorterError(f"{item.target}: does not serve {digest}; not deleting the source")
+    d = Deleter(item.source)  # a registry: --delete-source is checked to have one
     others = sorted(t for t, dg in d.tag_digests(src.repository).items() if dg == digest and t != src.tag)
     if others:
         say(f"warning: not deleting {src.name}@{digest} from the source: also tagged {', '.join(others)}, "
@@ -280,7 +294,7 @@ def delete_migrated(job: Job, say: Callable[[str], None], quiet: bool) -> None:
     d.delete(src.repository, digest)
     if not quiet:
         say(f"deleted {src.name}@{digest} from the source")
-    children = [m.digest for m in job.image.manifests[1:]]
+    children = [m.digest for m in item.image.manifests[1:]]
     if not children:
         return
     # An index's children go too, unless a remaining tag still needs them (itself, or as a child

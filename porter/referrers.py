@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, Iterable, Protocol, runtime_checkable
 from . import digest as dg
 from .errors import NotFoundError, PorterError
 from .mediatypes import OCI_INDEX, Manifest
-from .places.base import Lister, Source
+from .places.protocol import Lister, Source
 from .reference import Reference
 
 if TYPE_CHECKING:
-    from .engine import Image
-    from .push import Job
+    from .engine import Item
+    from .image import Image
 
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
 #: Config media types that say nothing about what an artifact is (then its first layer's type does).
@@ -207,50 +207,49 @@ class Finders:
 
 def as_image(a: Attached, ref: Reference) -> "Image":
     """An attachment as an image to copy: under its cosign tag, or by digest for a referrer."""
-    from .engine import Image
+    from .image import Image
 
     m = a.manifest
     return Image(Reference(ref.host, ref.repository, a.tag, m.digest), m, m, [m], m, subject=a.subject,
                  descriptor=descriptor_of(a) if a.tag is None else None)
 
 
-def attachment_jobs(jobs: list["Job"], types: Iterable[str] | None) -> list["Job"]:
-    """Jobs that copy everything attached to the images of ``jobs`` (found in each image's source
-    repository, recursively), each once per destination, beside the image it is attached to. An
-    image whose attachments cannot be read fails (it would arrive unsigned)."""
-    from .push import Job
+def attachment_items(items: list["Item"], types: Iterable[str] | None) -> list["Item"]:
+    """Items that copy everything attached to the images of ``items`` (found in each image's
+    source repository, recursively), each once per destination, beside the image it is attached
+    to. An image whose attachments cannot be read fails (it would arrive unsigned)."""
+    from .engine import Item
 
     finders = Finders(types)
-    have = {(j.dest.host, j.dest.repository, j.dest_ref) for j in jobs}
-    out: list[Job] = []
-    for j in jobs:
+    have = {(id(i.dest), i.target.repository, i.ref) for i in items}
+    out: list[Item] = []
+    for i in items:
         try:
-            found = finders.of(j.source, j.image)
+            found = finders.of(i.source, i.image)
         except PorterError as e:
-            j.state, j.error = "failed", f"reading what is attached to it: {e}"
+            i.fail(f"reading what is attached to it: {e}")
             continue
         for a in found:
-            img = as_image(a, j.image.ref)
-            dest = Reference(j.dest.host, j.dest.repository, a.tag)
-            key = (dest.host, dest.repository, a.tag or a.manifest.digest)
+            target = Reference(i.target.host, i.target.repository, a.tag)
+            key = (id(i.dest), target.repository, a.tag or a.manifest.digest)
             if key not in have:
                 have.add(key)
-                out.append(Job(img, j.source, dest, j.pusher))
+                out.append(Item(as_image(a, i.image.ref), i.source, i.dest, target))
     return out
 
 
-def update_fallbacks(jobs: list["Job"]) -> int:
+def update_fallbacks(items: list["Item"]) -> int:
     """After the copy: at each destination without the referrers API, merge every copied
     referrer into its subject's ``sha256-<hex>`` index. Returns how many indexes changed."""
     groups: dict[tuple[int, str, str], tuple[Any, list[dict[str, Any]]]] = {}
-    for j in jobs:
-        img = j.image
-        if img.subject is None or img.ref.tag is not None or j.state not in ("copied", "present"):
+    for i in items:
+        img = i.image
+        if img.subject is None or img.ref.tag is not None or i.state not in ("copied", "present"):
             continue
-        entry = groups.setdefault((id(j.pusher), j.dest.repository, img.subject), (j.pusher, []))
+        entry = groups.setdefault((id(i.dest), i.target.repository, img.subject), (i.dest, []))
         entry[1].append(img.descriptor or {"mediaType": img.top.media_type, "digest": img.top.digest,
                                            "size": len(img.top.raw)})
     changed = 0
-    for (_, repo, subject), (pusher, descriptors) in groups.items():
-        changed += pusher.attach_referrers(repo, subject, descriptors)
+    for (_, repo, subject), (dest, descriptors) in groups.items():
+        changed += dest.attach_referrers(repo, subject, descriptors)
     return changed

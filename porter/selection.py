@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from .digest import read_all
+from .blob import BlobReader
 from .errors import PorterError, UsageError
 from .mediatypes import Platform, loads
-from .places.base import Lister, Source
+from .places.protocol import Lister, Source
+from .pool import pmap
 from .reference import Reference, check_repository, check_tag, printable
 from .referrers import is_attachment_tag
 
@@ -69,7 +69,7 @@ def created(source: Source, ref: Reference, digest: str | None = None) -> dateti
             pick = kids[0]
         m = source.get_manifest(ref, pick.digest)
     cfg = m.config
-    raw = read_all(source.blob_chunks(ref.repository, cfg), cfg.digest, cfg.size, f"config {cfg.digest}")
+    raw = BlobReader(source, ref.repository, cfg).read_all()
     try:
         return parse_time(loads(raw, "config").get("created"))
     except (PorterError, AttributeError, TypeError):
@@ -183,5 +183,4 @@ def expand(source: Source, lister: Lister | None, ref: Reference, f: Filters, jo
             tags = newest_first(tags, when)[0][: f.latest]
         return [Reference(ref.host, repo, t) for t in sorted(tags)]
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return [r for refs in pool.map(tags_of, repos) for r in refs]
+    return [r for refs in pmap(tags_of, repos, jobs) for r in refs]

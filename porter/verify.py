@@ -8,7 +8,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from . import digest as dg
+from .blob import BlobReader
 from .delta import Base
 from .errors import PorterError
 from .mediatypes import Descriptor, Manifest
@@ -102,7 +102,7 @@ def verify(path: str, base: Base | None = None) -> Report:
 
 def _check_blob(source: ArchiveSource, d: Descriptor, who: str, report: Report) -> None:
     try:
-        dg.check_stream(source.blob_chunks("", d), d.digest, d.size, f"blob {d.digest}")
+        BlobReader(source, "", d).check()
         report.blobs += 1
         report.bytes += d.size
     except PorterError as e:

@@ -1,5 +1,11 @@
 """An httpx transport over the standard library's ``http.client``.
 
+It keeps the guarantees of httpx's own transport that porter relies on — a connect timeout apart
+from the read timeout, chunked framing of request bodies of unknown length (and http.client
+reads chunked or close-delimited answers), http/https only — each with a test of its own
+(tests/test_units.py). ``PORTER_TRANSPORT=httpx`` switches to httpx's transport (as a proxy
+does); ``make bench`` measures both.
+
 Profiling ``make bench`` showed httpcore/h11 copying every received byte twice more through its
 receive buffer: a 359 MB export spent more time there than hashing and writing together. Here
 response bodies are read from the socket's buffered reader straight into the chunk handed on,
@@ -98,13 +104,15 @@ class _Body(httpx.SyncByteStream):
 class StdlibTransport(httpx.BaseTransport):
     """HTTP/1.1 with a small keep-alive pool per (scheme, host, port)."""
 
-    def __init__(self, verify: ssl.SSLContext | bool, timeout: float, max_idle: int = 16):
+    def __init__(self, verify: ssl.SSLContext | bool, timeout: float, max_idle: int = 16,
+                 connect_timeout: float | None = None):
         if verify is False:
             ctx = ssl.create_default_context()
             ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
             verify = ctx
         self.ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else ssl.create_default_context()
         self.timeout, self.max_idle = timeout, max_idle
+        self.connect_timeout = min(timeout, 15.0) if connect_timeout is None else connect_timeout
         self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
 
@@ -124,8 +132,8 @@ class StdlibTransport(httpx.BaseTransport):
     def _connect(self, key: tuple) -> http.client.HTTPConnection:
         scheme, host, port = key
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.ssl)
-        return http.client.HTTPConnection(host, port, timeout=self.timeout)
+            return http.client.HTTPSConnection(host, port, timeout=self.connect_timeout, context=self.ssl)
+        return http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -136,6 +144,8 @@ class StdlibTransport(httpx.BaseTransport):
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         body = None if request.method in ("GET", "HEAD") and "content-length" not in request.headers \
             else request.stream
+        # A body of unknown length: httpx asked for chunked framing in the headers; frame it here.
+        chunked = body is not None and request.headers.get("transfer-encoding", "").lower() == "chunked"
         for reused in (True, False):  # an idle connection the server closed: retry once on a new one
             conn = self._take(key) if reused else None
             if reused and conn is None:
@@ -143,7 +153,8 @@ class StdlibTransport(httpx.BaseTransport):
             conn = conn or self._connect(key)
             try:
                 if conn.sock is None:
-                    conn.connect()
+                    conn.connect()  # within the connect timeout; then reads wait up to the read timeout
+                    conn.sock.settimeout(self.timeout)
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 raise _wire_error(e, request, connecting=True) from None
@@ -156,7 +167,12 @@ class StdlibTransport(httpx.BaseTransport):
                 conn.endheaders()
                 if body is not None:
                     for chunk in body:  # type: ignore[union-attr]
-                        conn.send(chunk)
+                        if chunked and chunk:
+                            conn.send(b"%x\r\n" % len(chunk) + bytes(chunk) + b"\r\n")
+                        elif not chunked:
+                            conn.send(chunk)
+                    if chunked:
+                        conn.send(b"0\r\n\r\n")
                 resp = conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
                 watchdog.cancel()

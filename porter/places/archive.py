@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from .. import interrupts
 from ..digest import FileAtOffset, hex_of
@@ -25,11 +25,14 @@ from ..errors import ArchiveError
 from ..delta import BASE_ANNOTATION, DELTA_MEMBER
 from ..referrers import DESCRIPTOR_ANNOTATION, SUBJECT_ANNOTATION
 from ..mediatypes import Descriptor
+from .protocol import Abilities
 from .volumes import VolumeWriter, volume_name
 
 if TYPE_CHECKING:
+    from ..blob import BlobReader
     from ..delta import Base
-    from ..engine import Image
+    from ..image import Image
+    from ..mediatypes import Manifest
 
 BLOCK = 512
 COPY_CHUNK = 1 << 20
@@ -203,6 +206,56 @@ class ArchiveWriter:
             except FileNotFoundError:
                 pass
         self._tmp.clear()
+
+
+class ArchiveDestination:
+    """An archive being written, as a destination: one blob store for every repository (so each
+    digest is written once); manifests are laid out with the rest in ``prepare``; ``commit``
+    makes the file appear. A delta (``since``) has the layers its base holds already."""
+
+    abilities = Abilities()
+    origin = None
+
+    def __init__(self, writer: ArchiveWriter, since: "Base | None" = None):
+        self.writer, self.since = writer, since
+        self.name = f"archive {writer.output}"
+        self.omitted: dict[str, Descriptor] = {}
+        self._named: dict[tuple[str, str], str] = {}  # (repository, tag or digest) -> digest listed
+        self._committed = False
+
+    def prepare(self, images: "list[Image]") -> None:
+        self.omitted = omitted_layers(images, self.since) if self.since else {}
+        self.writer.layout(members_for(images, self.since))
+        for img in images:
+            self._named[(img.named.repository, img.named.tag or img.listed.digest)] = img.listed.digest
+
+    def has_manifest(self, repository: str, ref: str, digest: str) -> bool:
+        return False
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        return digest in self.omitted
+
+    def mount(self, repository: str, digest: str, from_repository: str) -> bool:
+        return False
+
+    def write_blob(self, repository: str, blob: "BlobReader", on_bytes: "Callable[[int], None]") -> None:
+        sink = self.writer.sink(blob.digest)
+        for chunk in blob.read():
+            sink.write(chunk)
+            on_bytes(len(chunk))
+
+    def put_manifest(self, repository: str, ref: str, manifest: "Manifest") -> None:
+        pass  # laid out with the archive: manifests are members whose bytes are known up front
+
+    def commit(self) -> None:
+        self.writer.commit()
+        self._committed = True
+
+    def served(self, repository: str, ref: str) -> str | None:
+        return self._named.get((repository, ref)) if self._committed else None
+
+    def close(self) -> None:
+        self.writer.abort()
 
 
 def json_bytes(doc: object) -> bytes:

@@ -52,7 +52,7 @@ class ArchiveSource:
 
     def __init__(self, path: str, tmpdir: str | None = None):
         self.path = Path(path)
-        self.name = f"archive {path}"
+        self.name, self.origin = f"archive {path}", None
         self.members = Members(path, tmpdir)
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._built: dict[str, bytes] = {}  # digest -> bytes made here (docker-archive configs, manifests)

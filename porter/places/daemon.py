@@ -11,12 +11,18 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..errors import ArchiveError, NotFoundError, PorterError
 from ..mediatypes import Descriptor, Manifest
 from ..reference import DAEMON as PREFIX, Reference
+from .archive import ArchiveDestination, ArchiveWriter
 from .archive_reader import ArchiveSource
+from .protocol import Abilities
+
+if TYPE_CHECKING:
+    from ..blob import BlobReader
+    from ..image import Image
 
 CHUNK = 1 << 20
 
@@ -40,7 +46,7 @@ class DaemonSource:
     """Images in the local docker engine, via ``docker save`` into a temp dir."""
 
     def __init__(self, name: str):
-        self.name = f"docker daemon ({name})"
+        self.name, self.origin = f"docker daemon ({name})", None
         self.image_name = name
         self.tmp = tempfile.TemporaryDirectory(prefix="porter-daemon-")
         self._archive: ArchiveSource | None = None
@@ -77,6 +83,64 @@ class DaemonSource:
     def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
         assert self._archive is not None
         yield from self._archive.blob_chunks(repository, desc, offset)
+
+
+class DaemonDestination:
+    """The docker engine as a destination: the job is written into a temp archive by the one
+    archive writer, and ``commit`` loads it (``docker load`` through the SDK). The post-condition
+    asks the engine which image the name now gives."""
+
+    abilities = Abilities()
+    origin = None
+    name = "docker daemon"
+
+    def __init__(self) -> None:
+        client()  # no engine: say so before any download
+        self.tmp = tempfile.TemporaryDirectory(prefix="porter-load-")
+        self.archive = ArchiveDestination(ArchiveWriter(f"{self.tmp.name}/load.tar"))
+        self.loaded: list[str] = []
+        self._expect: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+    def prepare(self, images: "list[Image]") -> None:
+        self.archive.prepare(images)
+        for img in images:
+            m = img.chosen or img.listed
+            self._expect[(img.named.repository, img.named.tag or img.listed.digest)] = (
+                img.named.tagged_name() or "", m.config.digest, img.listed.digest)
+
+    def has_manifest(self, repository: str, ref: str, digest: str) -> bool:
+        return False
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        return False
+
+    def mount(self, repository: str, digest: str, from_repository: str) -> bool:
+        return False
+
+    def write_blob(self, repository: str, blob: "BlobReader", on_bytes: Callable[[int], None]) -> None:
+        self.archive.write_blob(repository, blob, on_bytes)
+
+    def put_manifest(self, repository: str, ref: str, manifest: Manifest) -> None:
+        pass
+
+    def commit(self) -> None:
+        self.archive.commit()
+        self.loaded = load(self.archive.writer.output)
+
+    def served(self, repository: str, ref: str) -> str | None:
+        """The manifest digest loaded, when the engine's image under that name (or, untagged,
+        by its id) is the one the archive held (the engine names images by config digest, or
+        by manifest digest with the containerd image store)."""
+        name, config, digest = self._expect[(repository, ref)]
+        try:
+            image = client().images.get(name or config)
+        except Exception:
+            return None
+        return digest if image.id in (config, digest) else image.id
+
+    def close(self) -> None:
+        self.archive.close()
+        self.tmp.cleanup()
 
 
 def load(archive_path: str) -> list[str]:

@@ -11,17 +11,17 @@ from .. import digest as dg
 from ..errors import DigestMismatch, NotFoundError, RegistryError, TransportError
 from ..mediatypes import ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX, Descriptor, Manifest, loads
 from ..reference import Reference, printable
-from ..transport import Options, RETRYABLE, Transport
+from ..transport import Options, Transport
 
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 MAX_LISTED = 500_000  # names in one catalog or tags list: far beyond real ones, far below memory trouble
 
 
 class Registry:
-    """One registry host. Blob downloads resume with HTTP Range after a dropped connection."""
+    """One registry host, as a source (and the base of the registry destination)."""
 
     def __init__(self, ref: Reference, opts: Options):
-        self.host = self.name = ref.host
+        self.host = self.name = self.origin = ref.host
         self.opts = opts
         self.http = Transport(ref.host, ref.api_host, opts)
 
@@ -58,31 +58,20 @@ class Registry:
         return dg.check(header, what) if header else ""
 
     def blob_chunks(self, repository: str, desc: Descriptor, offset: int = 0) -> Iterator[bytes]:
-        path = f"/v2/{repository}/blobs/{desc.digest}"
+        """One GET of the blob from ``offset`` (HTTP Range); the blob reader resumes after a drop."""
         what = f"blob {desc.digest} of {self.host}/{repository}"
-        pos, drops = offset, 0
-        while pos < desc.size or desc.size == 0:
-            before = pos
-            headers = {"Range": f"bytes={pos}-"} if pos else {}
-            try:
-                with self.http.stream("GET", path, what, ok=(200, 206), headers=headers) as r:
-                    skip = pos if r.status_code == 200 else 0  # the server ignored Range: skip what we have
-                    if r.status_code == 206 and not r.headers.get("Content-Range", "").startswith(f"bytes {pos}-"):
-                        raise TransportError(f"{what}: asked for bytes from {pos}, got {r.headers.get('Content-Range')}")
-                    for chunk in r.iter_raw():  # as received: a drop loses nothing already read
-                        if skip:
-                            cut = min(skip, len(chunk))
-                            chunk, skip = chunk[cut:], skip - cut
-                            if not chunk:
-                                continue
-                        pos += len(chunk)
-                        yield chunk
-                return
-            except RETRYABLE as e:
-                # A drop mid-body: resume from what we have. Count only drops that made no progress.
-                drops = 0 if pos > before else drops + 1
-                if drops > self.opts.retries:
-                    raise TransportError(f"{what}: connection kept failing ({type(e).__name__})") from e
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with self.http.stream("GET", f"/v2/{repository}/blobs/{desc.digest}", what, ok=(200, 206), headers=headers) as r:
+            skip = offset if r.status_code == 200 else 0  # the server ignored Range: skip what we have
+            if r.status_code == 206 and not r.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                raise TransportError(f"{what}: asked for bytes from {offset}, got {r.headers.get('Content-Range')}")
+            for chunk in r.iter_raw():  # as received: a drop loses nothing already read
+                if skip:
+                    cut = min(skip, len(chunk))
+                    chunk, skip = chunk[cut:], skip - cut
+                    if not chunk:
+                        continue
+                yield chunk
 
     def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
         """The referrers API's descriptors for ``digest`` (every page); None when the registry

@@ -41,7 +41,7 @@ class Storage:
 
     def __init__(self, path: str | Path):
         self.root = Path(path)
-        self.name = f"storage {self.root}"
+        self.name, self.origin = f"storage {self.root}", None
         self.v2 = find_v2(path)
         self.repos_dir = self.v2 / "repositories"
         self._blobs = str(self.v2 / "blobs" / "sha256")

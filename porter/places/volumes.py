@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, UsageError
 
 SUMS = "SHA256SUMS"
 _VOLUME = re.compile(r"(.*)\.(\d{3})\Z")
@@ -162,3 +162,15 @@ class Chained(io.RawIOBase):
         for f in self.files:
             f.close()
         super().close()
+
+
+def one_archive(paths: tuple[str, ...]) -> str:
+    """The archive several paths name: one path, or the volumes of one split set (any order)."""
+    for p in paths:
+        if not os.path.exists(p):
+            raise UsageError(f"Invalid value for 'ARCHIVE': {p!r} does not exist")
+    if len(paths) == 1:
+        return paths[0]
+    if len({set_of(p) for p in paths}) != 1 or not all(is_volume(p) for p in paths):
+        raise UsageError("several ARCHIVEs must be the volumes of one split set (NAME.000, NAME.001, …)")
+    return min(paths)

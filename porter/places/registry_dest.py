@@ -1,28 +1,26 @@
-"""The registry as a destination: blobs (skip, mount, chunked upload with resume) and manifests.
+"""The registry as a destination: blobs (mount, chunked upload with resume) and manifests.
 
-Per blob, cheapest first: already in the repository (known or HEAD) → skip; in another
-repository of this registry → mount; else upload. Each digest is uploaded once per registry at
-a time (single-flight): others wait for it, then mount. Uploads go in chunks (PATCH with
-Content-Range); after a failed chunk the registry is asked how far it got (GET on the upload
-URL) and the upload continues from there. Bytes are verified on the way; the upload is
-committed (PUT ?digest=) only when they hashed right.
+The engine decides per blob whether to skip, mount or send; this module sends. Uploads go in
+chunks (PATCH with Content-Range); after a failed chunk the registry is asked how far it got
+(GET on the upload URL) and the upload continues from there — the only place an upload resumes.
+When the registry lost what it had, or a whole-blob PUT failed on the wire, the blob starts over
+in a new upload (at most --retries times). Bytes are verified as the blob reader hands them on;
+the upload is committed (PUT ?digest=) only when they hashed right.
 """
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future
-from typing import Callable, Iterator
+from typing import Callable
 
 import httpx
 
 from .. import digest as dg
-from ..digest import Verifier
+from ..blob import BlobReader
 from ..errors import Cancelled, DigestMismatch, NotFoundError, PorterError, RegistryError, TransportError
 from ..journal import Journal
-from ..mediatypes import OCI_INDEX, Descriptor, Manifest
+from ..mediatypes import OCI_INDEX, Manifest
 from ..reference import Reference, printable
 from ..transport import RETRYABLE, error_for
-from .base import Source
+from .protocol import Abilities
 from .registry import Registry
 
 DEFAULT_CHUNK = 64 * 1024 * 1024
@@ -30,22 +28,31 @@ OCTET = {"Content-Type": "application/octet-stream"}
 
 
 class ChunkFailed(Exception):
-    """A PATCH did not complete; the registry may hold part of it."""
+    """The upload cannot go on from where it stands: start the blob over in a new upload."""
 
 
-class Pusher:
-    """Push side of one destination registry. ``on_bytes(n)`` reports upload progress."""
+class RegistryDestination:
+    """The push side of one registry host (a :class:`~porter.places.protocol.Destination`)."""
+
+    abilities = Abilities(mount=True, resumable=True, per_repository=True)
 
     def __init__(self, registry: Registry, chunk_size: int = DEFAULT_CHUNK, journal: Journal | None = None):
         self.reg, self.http = registry, registry.http
+        self.name = self.origin = registry.host
         self.chunk_size = chunk_size
         self.journal = journal
-        self._lock = threading.Lock()
-        self._inflight: dict[str, Future] = {}
-        self._known: dict[str, set[str]] = {}  # digest -> repositories known to hold it
         self.chunked_ok = True  # cleared when the registry refuses PATCH: then monolithic PUTs
         self._current: dict[str, str] = {}  # journal key -> the upload URL in use (to cancel it)
         self._referrers_api: bool | None = None  # does this registry answer the referrers API?
+
+    def prepare(self, images: list) -> None:
+        pass
+
+    def commit(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.reg.close()
 
     # --- blobs ----------------------------------------------------------------------------
     def has_blob(self, repo: str, digest: str) -> bool:
@@ -58,11 +65,8 @@ class Pusher:
                               ok=(201, 202), params={"mount": digest, "from": from_repo})
         if r.status_code == 201:
             return True
-        self._cancel(r)  # 202: the registry opened an upload instead; we do not need it
+        self._abandon(self._location(r))  # 202: the registry opened an upload instead; we do not need it
         return False
-
-    def _cancel(self, started: httpx.Response) -> None:
-        self._abandon(self._location(started))
 
     def _abandon(self, location: str, journal_key: str | None = None) -> None:
         """Cancel an upload porter gives up on (DELETE on its URL), so the registry does not keep
@@ -84,52 +88,26 @@ class Pusher:
             raise RegistryError(f"{self.reg.host}: unreadable upload Location {printable(loc)}") from None
         return self.http.check_upload_url(url, f"{self.reg.host}: upload Location")
 
-    def remember(self, repo: str, digest: str) -> None:
-        with self._lock:
-            self._known.setdefault(digest, set()).add(repo)
-
-    def ensure_blob(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
-                    on_bytes: Callable[[int], None]) -> str:
-        """Make blob ``desc`` present in ``repo``; returns "skipped", "mounted" or "uploaded"."""
+    def write_blob(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None]) -> None:
+        what = f"{self.reg.host}/{repo}: upload of {blob.digest}"
+        restarts = 0
         while True:
-            with self._lock:
-                current = self._inflight.get(desc.digest)
-                owner = current is None or (current.done() and current.exception() is not None)
-                if owner:
-                    fut: Future = Future()
-                    self._inflight[desc.digest] = fut
-            if owner:
-                break
-            assert current is not None
             try:
-                current.result()  # someone else is putting this digest into the registry: wait, then mount
-            except Exception:
-                continue  # it failed: take over
-            return self._place(repo, desc, source, src_repo, on_bytes)
-        try:
-            result = self._place(repo, desc, source, src_repo, on_bytes)
-        except BaseException as e:
-            fut.set_exception(e)
-            raise
-        fut.set_result(result)
-        return result
-
-    def _place(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
-               on_bytes: Callable[[int], None]) -> str:
-        known = self._known.get(desc.digest, set())
-        if repo in known or self.has_blob(repo, desc.digest):
-            self.remember(repo, desc.digest)
-            return "skipped"
-        candidates = sorted(known)
-        if isinstance(source, Registry) and source.host == self.reg.host and src_repo not in candidates:
-            candidates.append(src_repo)
-        for other in candidates:
-            if other != repo and self.mount(repo, desc.digest, other):
-                self.remember(repo, desc.digest)
-                return "mounted"
-        self.upload(repo, desc, source, src_repo, on_bytes)
-        self.remember(repo, desc.digest)
-        return "uploaded"
+                if self.chunked_ok and blob.size > self.chunk_size:
+                    self._chunked(repo, blob, on_bytes, what)
+                else:
+                    self._monolithic(repo, blob, on_bytes, what)
+                return
+            except (ChunkFailed, *RETRYABLE) as e:
+                err: Exception = e
+            except RegistryError as e:
+                if not e.temporary:
+                    raise
+                err = e
+            restarts += 1
+            if restarts > self.reg.opts.retries:
+                raise TransportError(f"{what}: started over {restarts} times ({err})") from None
+            blob.restart()
 
     def _start(self, repo: str) -> str:
         r = self.http.request("POST", f"/v2/{repo}/blobs/uploads/", f"{self.reg.host}/{repo}: start upload",
@@ -140,69 +118,27 @@ class Pusher:
     def _with_digest(location: str, digest: str) -> str:
         return str(httpx.URL(location).copy_merge_params({"digest": digest}))
 
-    def upload(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
-               on_bytes: Callable[[int], None]) -> None:
-        what = f"{self.reg.host}/{repo}: upload of {desc.digest}"
-        attempts = 0
-        while True:
-            try:
-                if self.chunked_ok and desc.size > self.chunk_size:
-                    self._chunked(repo, desc, source, src_repo, on_bytes, what)
-                else:
-                    self._monolithic(repo, desc, source, src_repo, on_bytes, what)
-                return
-            except (TransportError, ChunkFailed, *RETRYABLE) as e:
-                attempts += 1
-                if attempts > self.reg.opts.retries:
-                    raise TransportError(f"{what}: failed {attempts} times ({e})") from None
-            except RegistryError as e:
-                attempts += 1
-                if not e.temporary or attempts > self.reg.opts.retries:
-                    raise
+    @staticmethod
+    def _counted(chunks, on_bytes: Callable[[int], None]):
+        for chunk in chunks:
+            on_bytes(len(chunk))
+            yield chunk
 
-    def _body(self, source: Source, src_repo: str, desc: Descriptor, start: int, end: int, v: Verifier,
-              on_bytes: Callable[[int], None], skip_to: int | None = None) -> Iterator[bytes]:
-        """Bytes [start, end) of the source blob, hashed into ``v``; those before ``skip_to`` are
-        hashed but not yielded (the registry has them already)."""
-        pos = start
-        for chunk in source.blob_chunks(src_repo, desc, start):
-            if pos + len(chunk) > end:
-                chunk = chunk[: end - pos]
-            v.update(chunk)
-            if skip_to is not None and pos < skip_to:
-                keep = chunk[skip_to - pos:] if pos + len(chunk) > skip_to else b""
-            else:
-                keep = chunk
-            pos += len(chunk)
-            if keep:
-                on_bytes(len(keep))
-                yield keep
-            if pos >= end:
-                break
-        if pos < end:
-            raise DigestMismatch(f"blob {desc.digest}: source ended at byte {pos} of {desc.size}")
-        if end == desc.size:
-            v.verify()  # raises inside the request: the upload is never committed
-
-    def _monolithic(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
-                    on_bytes: Callable[[int], None], what: str) -> None:
+    def _monolithic(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None], what: str) -> None:
         location = self._start(repo)
-        v = Verifier(desc.digest, desc.size, f"blob {desc.digest} from {source.name}/{src_repo}")
-        body = self._body(source, src_repo, desc, 0, desc.size, v, on_bytes)
         try:
-            r = self.http.with_retries(lambda: self.http.send(
-                "PUT", self._with_digest(location, desc.digest), what, timed=False, content=body,
-                headers={**OCTET, "Content-Length": str(desc.size)}), what, retries=0)
+            r = self.http.send("PUT", self._with_digest(location, blob.digest), what, timed=False,
+                               content=self._counted(blob.read(), on_bytes),
+                               headers={**OCTET, "Content-Length": str(blob.size)})
             if r.status_code != 201:
                 raise error_for(r, what)
         except (PorterError, *RETRYABLE):
             self._abandon(location)  # a whole-blob upload cannot be resumed: never leave it behind
             raise
 
-    def _resume_point(self, key: str, source: Source, src_repo: str, desc: Descriptor, v: Verifier,
-                      what: str) -> tuple[str, int] | None:
+    def _resume_point(self, key: str, blob: BlobReader, what: str) -> tuple[str, int] | None:
         """An upload this job's journal left unfinished: where the registry says it stands, with
-        ``v`` fed the bytes it already has. None when the registry no longer knows it."""
+        ``blob`` hashed up to there. None when the registry no longer knows it."""
         saved = self.journal.upload(key) if self.journal else None
         if not saved:
             return None
@@ -210,25 +146,20 @@ class Pusher:
             got, location = self._status(self.http.check_upload_url(saved["location"], f"{what}: journal"), what)
         except (ChunkFailed, PorterError, *RETRYABLE):
             return None
-        if got > desc.size:
+        if got > blob.size:
             return None
-        for chunk in source.blob_chunks(src_repo, desc, 0):  # re-hash what the registry holds
-            take = chunk[: got - v.offset]
-            v.update(take)
-            if v.offset >= got:
-                break
+        for _ in blob.read(end=got, send_from=got):  # re-hash what the registry holds
+            pass
         return location, got
 
-    def _chunked(self, repo: str, desc: Descriptor, source: Source, src_repo: str,
-                 on_bytes: Callable[[int], None], what: str) -> None:
-        key = Journal.upload_key(self.reg.host, repo, desc.digest)
-        v = Verifier(desc.digest, desc.size, f"blob {desc.digest} from {source.name}/{src_repo}")
-        resumed = self._resume_point(key, source, src_repo, desc, v, what)
+    def _chunked(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None], what: str) -> None:
+        key = Journal.upload_key(self.reg.host, repo, blob.digest)
+        resumed = self._resume_point(key, blob, what)
         if resumed is None:
-            v = Verifier(desc.digest, desc.size, v.what)
+            blob.restart()
         location, pos = resumed or (self._start(repo), 0)
         try:
-            self._send_chunks(key, location, pos, desc, source, src_repo, v, on_bytes, what)
+            self._send_chunks(key, location, pos, blob, on_bytes, what)
         except (PorterError, ChunkFailed, *RETRYABLE) as e:
             if not (isinstance(e, Cancelled) and self.journal):  # an interrupted job resumes it from the journal
                 self._abandon(self._current.get(key, location), key)
@@ -236,15 +167,15 @@ class Pusher:
         finally:
             self._current.pop(key, None)
 
-    def _send_chunks(self, key: str, location: str, pos: int, desc: Descriptor, source: Source, src_repo: str,
-                     v: Verifier, on_bytes: Callable[[int], None], what: str) -> None:
+    def _send_chunks(self, key: str, location: str, pos: int, blob: BlobReader,
+                     on_bytes: Callable[[int], None], what: str) -> None:
         failures, skip_to = 0, None
-        while pos < desc.size:
+        while pos < blob.size:
             self._current[key] = location
-            end = min(pos + self.chunk_size, desc.size)
-            checkpoint = v.copy()
+            end = min(pos + self.chunk_size, blob.size)
+            checkpoint = blob.checkpoint()
             send_from = skip_to if skip_to is not None else pos
-            body = self._body(source, src_repo, desc, pos, end, v, on_bytes, skip_to)
+            body = self._counted(blob.read(end=end, send_from=skip_to), on_bytes)
             try:
                 r = self.http.send("PATCH", location, what, timed=False, content=body, headers={
                     **OCTET, "Content-Range": f"{send_from}-{end - 1}", "Content-Length": str(end - send_from)})
@@ -272,10 +203,11 @@ class Pusher:
             got, location = self._status(location, what)
             if got < pos:
                 raise ChunkFailed(f"registry lost data before byte {pos} (has {got})")
-            v, skip_to = checkpoint, (got if got > pos else None)
-        v.verify()  # never commit bytes that did not hash right
+            blob.restore(checkpoint)
+            skip_to = got if got > pos else None
+        blob.verifier.verify()  # never commit bytes that did not hash right
         self._current[key] = location
-        r = self.http.send("PUT", self._with_digest(location, desc.digest), what, headers=OCTET)
+        r = self.http.send("PUT", self._with_digest(location, blob.digest), what, headers=OCTET)
         if r.status_code != 201:
             raise error_for(r, what)
         if self.journal:
@@ -313,7 +245,7 @@ class Pusher:
         raw = merged_index(existing if existing is not None and existing.is_index else None, descriptors)
         if raw is None:
             return False
-        self.put_manifest(repo, tag, Manifest.parse(raw, OCI_INDEX, dg.of_bytes(raw), f"{repo}:{tag}"), check=False)
+        self.put_manifest(repo, tag, Manifest.parse(raw, OCI_INDEX, dg.of_bytes(raw), f"{repo}:{tag}"))
         return True
 
     # --- manifests ------------------------------------------------------------------------
@@ -321,14 +253,13 @@ class Pusher:
         """True when ``repo`` already serves ``digest`` under ``ref`` (a tag or that digest)."""
         return self.reg.manifest_digest(repo, ref) == digest
 
-    def put_manifest(self, repo: str, ref: str, m: Manifest, check: bool = True) -> bool:
-        """Push ``m`` under ``ref`` unless (``check``) it is there already; True when it was pushed."""
-        if check and self.has_manifest(repo, ref, m.digest):
-            return False
+    def served(self, repo: str, ref: str) -> str | None:
+        return self.reg.manifest_digest(repo, ref)
+
+    def put_manifest(self, repo: str, ref: str, m: Manifest) -> None:
         what = f"{self.reg.host}/{repo}:{ref}" if not ref.startswith("sha256:") else f"{self.reg.host}/{repo}@{ref}"
         r = self.http.request("PUT", f"/v2/{repo}/manifests/{ref}", f"{what}: push manifest", ok=(201,),
                               content=m.raw, headers={"Content-Type": m.media_type})
         got = r.headers.get("Docker-Content-Digest")
         if got and dg.check(got, what) != m.digest:
             raise DigestMismatch(f"{what}: registry stored the manifest as {got}, not {m.digest}")
-        return True
