@@ -24,11 +24,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from images import Seeder  # noqa: E402
 from services import Registry, free_port  # noqa: E402
 
 OUT = ROOT / "bench-out"
+HTTPX_ROW = "porter export, httpx's own transport"
 LAYER_MB = [230, 190, 150, 110, 70]  # uncompressed; about 300 MB gzipped
 
 
@@ -96,14 +98,38 @@ def seed_big_image(reg: Registry) -> tuple[str, list[tuple[str, int, Path]]]:
         (d, n, p) for (p, _), (d, n, _) in zip(layers, infos)]
 
 
-def timed(cmd: list[str] | str, out: Path | None = None, before=None) -> float:
+def timed(cmd: list[str] | str, out: Path | None = None, before=None, env: dict | None = None) -> float:
     if out is not None and out.exists():
         out.unlink()
     if before:
         before()
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, shell=isinstance(cmd, str))
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, shell=isinstance(cmd, str),
+                   env=env)
     return time.perf_counter() - t0
+
+
+def peak_rss_mb(cmd: list[str], env: dict | None = None) -> float:
+    """Peak RSS of one run of ``cmd`` (wait4 on it alone), in MB."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(p.pid, 0)
+    if status:
+        raise RuntimeError(f"{cmd} failed: {p.stderr.read().decode()[-500:] if p.stderr else ''}")
+    return usage.ru_maxrss * 1024 / 1e6
+
+
+def floor_stream(src: Registry, dest: Registry, blobs: list[tuple[str, int, Path]]) -> str:
+    """A shell command: every blob at once, each a curl GET from the source piped into a curl PUT
+    at the destination (upload sessions opened first): the best a registry-to-registry copy can do."""
+    import httpx
+
+    cmds = []
+    for d, n, _ in blobs:
+        r = httpx.post(f"{dest.url}/v2/floor/blobs/uploads/")
+        loc = str(httpx.URL(dest.url).join(r.headers["Location"]))
+        cmds.append(f"curl -sf {src.url}/v2/bench/big/blobs/{d} | curl -sf -T - -H 'Content-Length: {n}' "
+                    f"-H 'Content-Type: application/octet-stream' '{loc}&digest={d}' &")
+    return " ".join(cmds) + " wait"
 
 
 def median_of(n: int, fn) -> float:
@@ -192,6 +218,41 @@ def make_gc_storage(root: Path, repos: int = 50, tags: int = 20) -> int:
     return count + repos
 
 
+def memory_section(reg: Registry, fresh: Fresh, porter: list[str], work: Path) -> list[str]:
+    """Peak RSS moving one image with a 1 GiB layer (random bytes: nothing to compress)."""
+    layer = OUT / "layers" / "gib.bin"
+    if not layer.exists():
+        with open(layer, "wb") as f:
+            for _ in range(1024):
+                f.write(os.urandom(1 << 20))
+    h = hashlib.sha256()
+    with open(layer, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    d, n = "sha256:" + h.hexdigest(), layer.stat().st_size
+    s = Seeder(reg.url)
+    s.blob_file("bench/gib", str(layer), d, n)
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {}}).encode()
+    man = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": s.blob("bench/gib", cfg),
+                      "size": len(cfg)},
+           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}]}
+    s.manifest("bench/gib", "1", json.dumps(man).encode(), man["mediaType"])
+    ref = f"{reg.host}/bench/gib:1"
+    tar, zst = work / "gib.tar", work / "gib.tar.zst"
+    rss = {"export .tar": peak_rss_mb(porter + ["export", ref, "-q", "-f", "-o", str(tar)]),
+           "export .tar.zst": peak_rss_mb(porter + ["export", ref, "-q", "-f", "-o", str(zst)])}
+    rss["import"] = peak_rss_mb(porter + ["import", str(tar), fresh.new().host, "-q"])
+    rss["mirror"] = peak_rss_mb(porter + ["mirror", ref, f"{fresh.new().host}/bench/gib", "-q"])
+    tar.unlink()
+    zst.unlink()
+    print("== memory: one image with a 1 GiB layer, peak RSS (target <= 150 MB)")
+    for k, v in rss.items():
+        print(f"{k:44} {v:8.1f} MB")
+    print()
+    return ["memory  peak RSS, 1 GiB layer:          " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
@@ -212,12 +273,15 @@ def main() -> None:
 
         # --- export: registry -> archive -------------------------------------------------------
         urls = [f"{reg.url}/v2/bench/big/blobs/{d}" for d, _, _ in blobs]
-        out = {k: work / f"{k}.out" for k in ("curl", "porter", "storage", "cp", "skopeo")}
+        out = {k: work / f"{k}.out" for k in ("curl", "porter", "httpx", "storage", "cp", "skopeo")}
         rows = {
             "floor: curl, sequential, one file": median_of(args.repeat, lambda: timed(
                 f"curl -sf {' '.join(urls)} > {out['curl']}", out["curl"])),
             "porter export": median_of(args.repeat, lambda: timed(
                 porter + ["export", ref, "-q", "-o", str(out["porter"])], out["porter"])),
+            HTTPX_ROW: median_of(args.repeat, lambda: timed(
+                porter + ["export", ref, "-q", "-o", str(out["httpx"])], out["httpx"],
+                env=dict(os.environ, PORTER_TRANSPORT="httpx"))),
             "porter export --storage (no server)": median_of(args.repeat, lambda: timed(
                 porter + ["export", "--storage", str(reg.storage), "--as-registry", reg.host, "bench/big:1", "-q",
                           "-o", str(out["storage"])], out["storage"])),
@@ -227,7 +291,7 @@ def main() -> None:
                 ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}",
                  f"docker-archive:{out['skopeo']}:{ref}"], out["skopeo"])),
         }
-        sizes = dict(zip(rows, (out[k].stat().st_size for k in ("curl", "porter", "storage", "cp", "skopeo"))))
+        sizes = dict(zip(rows, (out[k].stat().st_size for k in ("curl", "porter", "httpx", "storage", "cp", "skopeo"))))
         table("export: registry -> archive", total, rows, "porter export", sizes)
         base = rows["porter export"]
         st = rows["porter export --storage (no server)"]
@@ -235,6 +299,8 @@ def main() -> None:
             f"export  porter / curl floor time:        {base / rows['floor: curl, sequential, one file']:.2f}x (target <= 1.2)",
             f"export  skopeo / porter time:            {rows['skopeo copy docker-archive:'] / base:.2f}x (target >= 6)",
             f"export  porter / skopeo archive size:    {sizes['porter export'] / sizes['skopeo copy docker-archive:']:.2f}x (target <= 0.45)",
+            f"export  httpx transport / wire.py time:  {rows[HTTPX_ROW] / base:.2f}x "
+            f"(keep wire.py only if > 1)",
             f"storage export / HTTP export time:       {st / base:.2f}x (target <= 1); vs cat floor "
             f"{st / rows['floor: cat of the blob files']:.2f}x; archives identical: "
             f"{out['storage'].read_bytes() == out['porter'].read_bytes()}",
@@ -248,6 +314,8 @@ def main() -> None:
         rows = {
             "floor: parallel curl PUTs of the blob files": median_of(args.repeat, lambda: to_fresh(
                 lambda d: floor_push(d, blobs))),
+            "floor: curl GET | curl PUT, every blob at once": median_of(args.repeat, lambda: to_fresh(
+                lambda d: floor_stream(reg, d, blobs))),
             "porter mirror": median_of(args.repeat, lambda: to_fresh(
                 lambda d: porter + ["mirror", ref, f"{d.host}/bench/big", "-q"])),
             "skopeo copy docker:// docker://": median_of(args.repeat, lambda: to_fresh(
@@ -267,7 +335,9 @@ def main() -> None:
         floor = rows["floor: parallel curl PUTs of the blob files"]
         summary += [
             f"mirror  skopeo / porter time:            {rows['skopeo copy docker:// docker://'] / rows['porter mirror']:.2f}x (target > 1)",
-            f"mirror  porter / ingest floor time:      {rows['porter mirror'] / floor:.2f}x (target <= 1.2)",
+            f"mirror  porter / ingest floor time:      {rows['porter mirror'] / floor:.2f}x",
+            f"mirror  porter / streaming floor time:   "
+            f"{rows['porter mirror'] / rows['floor: curl GET | curl PUT, every blob at once']:.2f}x (target <= 1.1)",
             f"import  skopeo / porter time:            {rows['skopeo copy oci-archive: docker://'] / rows['porter import (archive)']:.2f}x (target > 1)",
             f"import  porter / ingest floor time:      {rows['porter import (archive)'] / floor:.2f}x (target <= 1.2)",
             f"mirror  rerun / first run:               {rerun / first:.2f}x (target <= 0.25)",
@@ -333,6 +403,19 @@ def main() -> None:
             f"verify  porter verify / cat time:        {verify / read:.2f}x ({mb / verify:.0f} MB/s; sha256 ~2 GB/s here)",
         ]
         fresh.stop()
+
+        # --- memory: a 1 GiB layer through export (.tar, .tar.zst), import and mirror --------------
+        summary += memory_section(reg, fresh, porter, work)
+
+        # --- catalog scale ----------------------------------------------------------------------
+        if os.environ.get("BENCH_CATALOG", "2000 20000") != "0":
+            import catalog
+
+            sizes_ = [int(x) for x in os.environ.get("BENCH_CATALOG", "2000 20000").split()]
+            results = [catalog.run(n, work, porter, skopeo=(n == sizes_[0])) for n in sizes_]
+            text = catalog.summary(results)
+            print(text + "\n")
+            summary += [line for line in text.splitlines()[2:]]
 
         # --- gc: a few thousand blobs -------------------------------------------------------------
         gc_root = work / "gc"

@@ -75,8 +75,11 @@ def make_catalog(storage: Path, repos: int, tags: int = 2) -> int:
     return repos * tags
 
 
+CPU: list[float] = []  # CPU seconds of the last measured command
+
+
 def measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, int]:
-    """Run ``cmd``: (seconds, exit code, peak RSS bytes, bytes written to disk)."""
+    """Run ``cmd``: (seconds, exit code, peak RSS bytes, bytes written to disk); its CPU seconds in CPU."""
     started = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     written = 0
@@ -93,10 +96,17 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, 
             break
         time.sleep(0.1)
     took = time.monotonic() - started
+    CPU[:] = [usage.ru_utime + usage.ru_stime]
     err = p.stderr.read().decode() if p.stderr else ""
     if status:
         print(err[-2000:], file=sys.stderr)
     return took, os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, written
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds a process has used so far (user + system)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def access_counts(log: Path) -> Counter:
@@ -125,7 +135,7 @@ class LoggedRegistry(Registry):
         return cfg
 
 
-def run(images: int, work: Path, porter: list[str], skopeo: bool) -> dict:
+def run(images: int, work: Path, porter: list[str], skopeo: bool, jobs: int = 8) -> dict:
     repos = images // 2
     src_root = work / f"src{images}"
     shutil.rmtree(src_root, ignore_errors=True)
@@ -137,12 +147,15 @@ def run(images: int, work: Path, porter: list[str], skopeo: bool) -> dict:
     state = work / f"state{images}.db"
     try:
         env = dict(os.environ, XDG_CACHE_HOME=str(work / "cache"))
-        took, code, rss, written = measured(porter + ["mirror", src.host, dest.host, "-q", "--state", str(state)], env)
+        cpu0 = cpu_of(src.proc.pid), cpu_of(dest.proc.pid)
+        took, code, rss, written = measured(porter + ["mirror", src.host, dest.host, "-q", "-j", str(jobs), "--state", str(state)], env)
+        cpu1 = cpu_of(src.proc.pid), cpu_of(dest.proc.pid)
         before = access_counts(dest.log)
-        rerun, code2, _, _ = measured(porter + ["mirror", src.host, dest.host, "-q", "--state", str(state)], env)
+        rerun, code2, _, _ = measured(porter + ["mirror", src.host, dest.host, "-q", "-j", str(jobs), "--state", str(state)], env)
         rerun_requests = access_counts(dest.log) - before
         out = {"images": images, "generate_s": round(gen, 1), "seconds": round(took, 1), "exit": code,
-               "ms_per_image": round(1000 * took / images, 2), "peak_rss_mb": round(rss / 1e6, 1),
+               "ms_per_image": round(1000 * took / images, 2), "porter_cpu_s": round(CPU[0], 1),
+               "source_cpu_s": round(cpu1[0] - cpu0[0], 1), "dest_cpu_s": round(cpu1[1] - cpu0[1], 1), "peak_rss_mb": round(rss / 1e6, 1),
                "disk_written_kib_per_image": round(written / 1024 / images, 1),
                "requests": dict(before), "rerun_seconds": round(rerun, 1), "rerun_exit": code2,
                "rerun_requests": dict(rerun_requests)}
@@ -182,13 +195,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, nargs="+", default=[2000, 20000])
     ap.add_argument("--skopeo", action="store_true", help="also compare 500 images with skopeo sync")
+    ap.add_argument("-j", "--jobs", type=int, default=8, help="porter's --jobs")
     ap.add_argument("--module", action="store_true", help="run python -m porter from this tree, not the installed command")
     args = ap.parse_args()
     work = ROOT / "bench-out" / "catalog"
     work.mkdir(parents=True, exist_ok=True)
     installed = Path(sys.executable).parent / "porter"
     porter = [str(installed)] if installed.exists() and not args.module else [sys.executable, "-m", "porter"]
-    results = [run(n, work, porter, args.skopeo and n == args.images[0]) for n in args.images]
+    results = [run(n, work, porter, args.skopeo and n == args.images[0], args.jobs) for n in args.images]
     for r in results:
         print(json.dumps(r))
     print(summary(results))

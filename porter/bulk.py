@@ -52,12 +52,20 @@ class Planned:
     source: Source
     image: Image | None = None
     error: str = ""
+    keep_path: bool = False
+    base: Reference | None = None  # the entry's destination, that ``dest`` was derived from
+    platform: Platform | None = None  # the entry's: every platform when None
+
+    def __post_init__(self) -> None:
+        if self.base is None:
+            self.base = self.dest
 
 
-def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister | None, filters: Filters,
-         platform: Platform | None, jobs: int, note: Callable[[str], None] = lambda m: None) -> list[Planned]:
-    """Expand and resolve one entry. The destination keeps repository paths for a whole-registry
-    source (under dest's prefix) or a bare-registry destination."""
+def expand_entry(entry_ref: Reference, dest: Reference, source: Source, lister: Lister | None, filters: Filters,
+                 jobs: int, note: Callable[[str], None] = lambda m: None) -> list[Planned]:
+    """The images one entry names, unresolved (names only: a catalog costs little memory); those
+    refused by name carry their error. The destination keeps repository paths for a
+    whole-registry source (under dest's prefix) or a bare-registry destination."""
     if not (entry_ref.tag or entry_ref.digest) and (dest.tag or dest.digest):
         raise PorterError(f"{dest}: a repository or registry source keeps its tags; give the destination "
                           f"without a tag")
@@ -68,19 +76,26 @@ def plan(entry_ref: Reference, dest: Reference, source: Source, lister: Lister |
 
     refs = expand(source, lister, entry_ref, filters, jobs, refuse)
     if len(refs) > 1:
-        note(f"resolving {len(refs)} images from {entry_ref or source.name}")
+        note(f"{len(refs)} images from {entry_ref or source.name}")
     keep_path = entry_ref.is_registry or dest.is_registry or not entry_ref.repository
+    return refused + [Planned(r, dest_for(r, dest, keep_path=keep_path), source, keep_path=keep_path, base=dest)
+                      for r in refs]
 
-    def one(ref: Reference) -> Planned:
-        p = Planned(ref, dest_for(ref, dest, keep_path=keep_path), source)
+
+def resolve_planned(planned: list[Planned], jobs: int) -> None:
+    """Resolve each planned image in place (an error marks that image, not the job)."""
+
+    def one(p: Planned) -> None:
+        if p.error or p.image is not None:
+            return
         try:
-            p.image = resolve(source, ref, platform, all_platforms=platform is None, strict=True)
-            p.dest = dest_for(p.image.ref, dest, keep_path=keep_path)
+            p.image = resolve(p.source, p.ref, p.platform, all_platforms=p.platform is None, strict=True)
+            assert p.base is not None
+            p.dest = dest_for(p.image.ref, p.base, keep_path=p.keep_path)
         except PorterError as e:
             p.error = str(e)
-        return p
 
-    return refused + pmap(one, refs, jobs)
+    pmap(one, planned, jobs)
 
 
 def dest_for(src: Reference, dest: Reference, keep_path: bool) -> Reference:

@@ -13,6 +13,7 @@ from .endpoints import Sources, registry_for
 from .errors import PorterError
 from .options import registry_options, run_guarded, storage_options, transport_options
 from .output import human_size, report, say, table, write_list
+from .results import PruneResult, PruneTag
 
 
 @main.command(name="ls", epilog="""\b
@@ -166,10 +167,9 @@ def delete(image: str, force: bool, dry_run: bool, creds: str | None, insecure: 
         summary = delete_image(Deleter(reg, jobs), ref, force, dry_run)
     finally:
         reg.close()
-    name = summary.get("deleted") or summary["would_delete"]
-    report(summary, as_json, quiet, f"{'would delete' if dry_run else 'deleted'} {name}"
-           + (f" (tags: {', '.join(summary['tags_removed'])})" if summary["tags_removed"] else "")
-           + ("; other tags share the digest, so the real run needs --force" if summary["needs_force"] else ""))
+    report(summary, as_json, quiet, f"{'would delete' if dry_run else 'deleted'} {summary.deleted or summary.would_delete}"
+           + (f" (tags: {', '.join(summary.tags_removed)})" if summary.tags_removed else "")
+           + ("; other tags share the digest, so the real run needs --force" if summary.needs_force else ""))
 
 
 @main.command(epilog="""\b
@@ -208,8 +208,7 @@ def prune(repository: str, keep_last: int | None, older_than: str | None, tags_r
                 d.delete_with_attachments(ref.repository, dg)
     finally:
         reg.close()
-    summary = {"repository": ref.name, "dry_run": dry_run, "deleted": doomed,
-               "tags": [{"tag": r.tag, "digest": r.digest, "action": r.action, "reason": r.reason} for r in rows]}
+    summary = PruneResult(ref.name, dry_run, doomed, [PruneTag(r.tag, r.digest, r.action, r.reason) for r in rows])
     report(summary, as_json, quiet, f"{'would delete' if dry_run else 'deleted'} {len(doomed)} manifest(s), "
            f"{sum(r.action == 'delete' for r in rows)} tag(s); run porter gc on the storage to free the disk")
 

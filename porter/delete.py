@@ -14,6 +14,7 @@ from .errors import NotFoundError, PorterError, RegistryError
 from .mediatypes import Manifest
 from .places.registry import Registry
 from .pool import pmap
+from .results import DeleteResult
 from .reference import Reference
 from .selection import compile_re, created, newest_first
 
@@ -124,7 +125,7 @@ def plan_prune(d: Deleter, repo: str, keep_last: int | None, older_than: float |
     return sorted(rows.values(), key=lambda r: (r.action, r.tag))
 
 
-def delete_image(d: Deleter, ref: Reference, force: bool, dry_run: bool) -> dict:
+def delete_image(d: Deleter, ref: Reference, force: bool, dry_run: bool) -> DeleteResult:
     """Delete what ``ref`` names; other tags on the same digest need ``force`` (they go too)."""
     digest = ref.digest or d.digest_of(ref.repository, ref.tag or "latest")
     sharing = sorted(t for t, dg in d.tag_digests(ref.repository).items() if dg == digest and t != ref.tag)
@@ -134,7 +135,8 @@ def delete_image(d: Deleter, ref: Reference, force: bool, dry_run: bool) -> dict
     attached: list[str] = []
     if not dry_run:
         attached = d.delete_with_attachments(ref.repository, digest)
-    return {"deleted" if not dry_run else "would_delete": f"{ref.name}@{digest}",
-            "attachments_deleted": attached,
-            "tags_removed": sorted(set(sharing) | ({ref.tag} if ref.tag else set())),
-            "needs_force": bool(sharing) and not force}
+    name = f"{ref.name}@{digest}"
+    return DeleteResult(deleted=name if not dry_run else "", would_delete=name if dry_run else "",
+                        attachments_deleted=attached,
+                        tags_removed=sorted(set(sharing) | ({ref.tag} if ref.tag else set())),
+                        needs_force=bool(sharing) and not force)

@@ -1,6 +1,7 @@
-"""The copy engine: every command that moves images runs through :func:`copy`.
+"""The copy engine: every command that moves images runs through :meth:`Engine.copy`.
 
-    plan      one HEAD per image where the destination can answer it (present: done); then
+    plan      at most one HEAD per image (none for a tag the destination repository's tags list
+              lacks; a present image is done); then
               every blob of what remains, deduplicated by digest across the whole job — once per
               destination repository where blobs are held per repository, else once per place
     transfer  one bounded pool; per blob the cheapest way first: known here → skip; known in
@@ -68,12 +69,18 @@ class _Blob:
 
 @dataclass
 class Report:
-    """What :func:`copy` did: per item in ``Item.state``; blobs and bytes here."""
+    """What a copy did: per item in ``Item.state``; blobs and bytes here."""
 
     blobs: BlobCounts
     bytes_sent: int
     bytes_skipped: int
     seconds: float
+
+    def __add__(self, other: "Report") -> "Report":
+        b, o = self.blobs, other.blobs
+        return Report(BlobCounts(b.uploaded + o.uploaded, b.mounted + o.mounted, b.skipped + o.skipped),
+                      self.bytes_sent + other.bytes_sent, self.bytes_skipped + other.bytes_skipped,
+                      round(self.seconds + other.seconds, 3))
 
 
 class _Placements:
@@ -105,91 +112,120 @@ class _Placements:
             return False, current
 
 
-def copy(items: list[Item], jobs: int, progress: Quiet, journal: Journal | None = None,
-         keep_going: bool = False, retries: int = 5) -> Report:
-    """Copy every pending item. With ``keep_going`` an image that fails is marked and the rest go
-    on; otherwise the first failure is raised (nothing is committed after it)."""
-    started = time.monotonic()
-    cancel = threading.Event()
-    # plan: one HEAD per image (a destination serving the manifest has everything it references)
-    todo = [i for i in items if i.state == "pending"]
-    there = pmap(lambda i: i.dest.has_manifest(i.target.repository, i.ref,
-                                                                             i.image.listed.digest), todo, jobs)
-    for item, present in zip(todo, there):
-        if present:
-            item.state = "present"
-    todo = [i for i in todo if i.state == "pending"]
-    for dest, its in _by_destination(todo).items():
-        dest.prepare([i.image for i in its])
-    blobs: dict[tuple[int, str, str], _Blob] = {}
-    for i in todo:
-        repo = i.target.repository if i.dest.abilities.per_repository else ""
-        for d in i.image.blobs:
-            blobs.setdefault((id(i.dest), repo, d.digest), _Blob(d, i.dest, repo)).items.append(i)
-    plan = sorted(blobs.values(), key=lambda b: -b.desc.size)  # the largest first: the pool ends together
-    # transfer
-    placements = _Placements()
-    outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-    progress.start(sum(b.desc.size for b in plan), len(plan))
+class Engine:
+    """Copies items, batch after batch, remembering across batches where each blob is (so a
+    catalog streams through in bounded memory and a blob is still sent once per destination)."""
 
-    def move(b: _Blob) -> None:
-        handle = progress.blob_started(b.desc.digest, b.desc.size)
-        sent = 0
+    def __init__(self, jobs: int, progress: Quiet, journal: Journal | None = None, keep_going: bool = False,
+                 retries: int = 5):
+        self.jobs, self.progress, self.journal, self.keep_going, self.retries = \
+            jobs, progress, journal, keep_going, retries
+        self.placements = _Placements()
+        self.report = Report(BlobCounts(), 0, 0, 0.0)  # the sum over every batch
 
-        def on_bytes(n: int) -> None:
-            nonlocal sent
-            if cancel.is_set():
-                raise Cancelled("cancelled")
-            sent += n
-            progress.advance(handle, n)
+    def copy(self, items: list[Item]) -> Report:
+        """Copy every pending item of one batch. With ``keep_going`` an image that fails is marked
+        and the rest go on; otherwise the first failure is raised (nothing committed after it)."""
+        started = time.monotonic()
+        jobs, keep_going, cancel = self.jobs, self.keep_going, threading.Event()
+        todo = [i for i in items if i.state == "pending"]
+        for item, present in zip(todo, self._present(todo)):
+            if present:
+                item.state = "present"
+        todo = [i for i in todo if i.state == "pending"]
+        for dest, its in _by_destination(todo).items():
+            dest.prepare([i.image for i in its])
+        blobs: dict[tuple[int, str, str], _Blob] = {}
+        for i in todo:
+            repo = i.target.repository if i.dest.abilities.per_repository else ""
+            for d in i.image.blobs:
+                blobs.setdefault((id(i.dest), repo, d.digest), _Blob(d, i.dest, repo)).items.append(i)
+        plan = sorted(blobs.values(), key=lambda b: -b.desc.size)  # the largest first: the pool ends together
+        outcomes: Counter[str] = Counter()
+        lock = threading.Lock()
+        self.progress.start(sum(b.desc.size for b in plan), len(plan))
+
+        def move(b: _Blob) -> None:
+            handle = self.progress.blob_started(b.desc.digest, b.desc.size)
+            sent = 0
+
+            def on_bytes(n: int) -> None:
+                nonlocal sent
+                if cancel.is_set():
+                    raise Cancelled("cancelled")
+                sent += n
+                self.progress.advance(handle, n)
+
+            try:
+                how = _place(b, self.placements, on_bytes, self.retries)
+            finally:
+                self.progress.blob_finished(handle)
+            with lock:
+                outcomes[how] += 1
+                outcomes["bytes_sent"] += sent
+                if how != "uploaded":
+                    outcomes["bytes_skipped"] += b.desc.size
 
         try:
-            how = _place(b, placements, on_bytes, retries)
+            failures = run_all(move, plan, jobs, cancel, keep_going)
         finally:
-            progress.blob_finished(handle)
-        with lock:
-            outcomes[how] += 1
-            outcomes["bytes_sent"] += sent
-            if how != "uploaded":
-                outcomes["bytes_skipped"] += b.desc.size
-
-    try:
-        failures = run_all(move, plan, jobs, cancel, keep_going)
-    finally:
-        progress.close()
-    for ix, e in failures.items():
-        for i in plan[ix].items:
-            i.fail(str(e))
-    # commit: manifests, then the destination's own commit, then the post-condition
-    pending = [i for i in todo if i.state == "pending"]
-    for ix, e in run_all(_put_manifests, pending, jobs, cancel, keep_going).items():
-        pending[ix].fail(str(e))
-    for dest, its in _by_destination(todo).items():
-        ready = [i for i in its if i.state == "pending"]
-        try:
-            if ready:
-                dest.commit()
-        except PorterError as e:
-            if not keep_going:
-                raise
-            for i in ready:
+            self.progress.close()
+        for ix, e in failures.items():
+            for i in plan[ix].items:
                 i.fail(str(e))
+        # commit: manifests, then the destination's own commit, then the post-condition
+        pending = [i for i in todo if i.state == "pending"]
+        for ix, e in run_all(_put_manifests, pending, jobs, cancel, keep_going).items():
+            pending[ix].fail(str(e))
+        for dest, its in _by_destination(todo).items():
+            ready = [i for i in its if i.state == "pending"]
+            try:
+                if ready:
+                    dest.commit()
+            except PorterError as e:
+                if not keep_going:
+                    raise
+                for i in ready:
+                    i.fail(str(e))
+        pending = [i for i in todo if i.state == "pending"]
+        for ix, e in run_all(self._check, pending, jobs, cancel, keep_going).items():
+            pending[ix].fail(str(e))
+        batch = Report(BlobCounts(outcomes["uploaded"], outcomes["mounted"], outcomes["skipped"]),
+                       outcomes["bytes_sent"], outcomes["bytes_skipped"], round(time.monotonic() - started, 3))
+        self.report = self.report + batch
+        return batch
 
-    def check(i: Item) -> None:
+    def _present(self, items: list[Item]) -> list[bool]:
+        """Which items the destination serves already: one manifest HEAD each — except a tag that
+        a destination repository's tags list (one GET for several of its images) does not name,
+        and the journal does not list as finished: absent, no HEAD needed."""
+        per_repo = Counter((id(i.dest), i.target.repository) for i in items
+                           if i.target.tag and i.dest.abilities.lists_tags and not self._finished(i))
+        repos = {(id(i.dest), i.target.repository): i for i in items
+                 if per_repo[(id(i.dest), i.target.repository)] > 1}
+        listed = dict(zip(repos, pmap(lambda i: i.dest.tag_set(i.target.repository), list(repos.values()),
+                                      self.jobs)))
+
+        def present(i: Item) -> bool:
+            tags = listed.get((id(i.dest), i.target.repository))
+            if i.target.tag and tags is not None and i.target.tag not in tags and not self._finished(i):
+                return False
+            return i.dest.has_manifest(i.target.repository, i.ref, i.image.listed.digest)
+
+        return pmap(present, items, self.jobs)
+
+    def _finished(self, i: Item) -> bool:
+        return self.journal is not None and self.journal.finished(str(i.target)) == i.image.listed.digest
+
+    def _check(self, i: Item) -> None:
+        """The post-condition: only a destination that serves the digest makes the item copied."""
         served = i.dest.served(i.target.repository, i.ref)
         if served != i.image.listed.digest:
             raise PorterError(f"{i.target}: after the copy {i.dest.name} serves {served or 'nothing'} there, not "
                               f"{i.image.listed.digest}; not counted as copied")
         i.state = "copied"
-        if journal:
-            journal.image_done(str(i.target), i.image.listed.digest)
-
-    pending = [i for i in todo if i.state == "pending"]
-    for ix, e in run_all(check, pending, jobs, cancel, keep_going).items():
-        pending[ix].fail(str(e))
-    return Report(BlobCounts(outcomes["uploaded"], outcomes["mounted"], outcomes["skipped"]),
-                  outcomes["bytes_sent"], outcomes["bytes_skipped"], round(time.monotonic() - started, 3))
+        if self.journal:
+            self.journal.image_done(str(i.target), i.image.listed.digest)
 
 
 def _by_destination(items: list[Item]) -> dict[Destination, list[Item]]:
@@ -233,8 +269,10 @@ def _cheapest(b: _Blob, placements: _Placements, on_bytes, retries: int) -> str:
     able = dest.abilities
     candidates = sorted(known) if able.mount else []
     same_origin = able.mount and first.source.origin is not None and first.source.origin == dest.origin
+    # A blob known elsewhere in the destination is mounted without asking first. (Every other one
+    # is asked about, however small: after an interruption no finished blob is sent again.)
     if not candidates and dest.has_blob(repo, digest):
-        return "skipped"  # a blob known elsewhere in the destination is mounted without asking first
+        return "skipped"
     if same_origin and first.image.ref.repository not in candidates:
         candidates.append(first.image.ref.repository)
     for other in candidates:
@@ -255,7 +293,7 @@ def _put_manifests(i: Item) -> None:
 
 
 def preview(items: list[Item], jobs: int) -> tuple[list[str], int, int]:
-    """What :func:`copy` would do, asking only: per item "copy" or "present"; the bytes to send
+    """What :meth:`Engine.copy` would do, asking only: per item "copy" or "present"; the bytes to send
     and those already at the destination (a blob present anywhere in a destination is mounted)."""
     states = pmap(lambda i: "present" if i.dest.has_manifest(
         i.target.repository, i.ref, i.image.listed.digest) else "copy", items, jobs)

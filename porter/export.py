@@ -5,11 +5,10 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-from . import engine
 from .bulk import Entry
 from .delta import Base
 from .endpoints import Sources
-from .engine import Item
+from .engine import Engine, Item
 from .image import Image, resolve
 from .mediatypes import Platform
 from .places.archive import ArchiveDestination, ArchiveWriter
@@ -36,7 +35,7 @@ def export(refs: list[Reference], source_for: Callable[[Reference], Source], out
         if attach.enabled:
             images, source_for = with_attachments(images, source_for, attach)
         items = [Item(img, source_for(img.ref), dest, img.named) for img in images]
-        report = engine.copy(items, jobs, progress, retries=retries)
+        report = Engine(jobs, progress, retries=retries).copy(items)
     finally:
         dest.close()
     omitted = dest.omitted

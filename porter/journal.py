@@ -141,6 +141,13 @@ class Journal:
             return None
         return {"location": row[0], "offset": row[1]}
 
+    def finished(self, dest: str) -> str | None:
+        """The digest this job finished copying to ``dest``, if it did."""
+        with self._lock:
+            assert self._db is not None
+            row = self._db.execute("SELECT digest FROM images WHERE dest = ?", (dest,)).fetchone()
+        return row[0] if row and isinstance(row[0], str) else None
+
     @property
     def images(self) -> dict[str, str]:
         with self._lock:

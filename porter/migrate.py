@@ -9,9 +9,9 @@ from typing import Any, Callable
 from . import digest as dg
 from . import engine
 from . import progress as progress_
-from .bulk import Entry, dest_for, job_key, plan
+from .bulk import Entry, Planned as BulkPlanned, dest_for, expand_entry, job_key, resolve_planned
 from .endpoints import DAEMON, Destinations, Sources
-from .engine import Item, Report
+from .engine import Engine, Item, Report
 from .errors import ArchiveError, PorterError
 from .image import Image, resolve
 from .journal import Journal, default_path
@@ -24,12 +24,11 @@ from .referrers import (COSIGN_SUFFIXES, DESCRIPTOR_ANNOTATION, SUBJECT_ANNOTATI
 from .results import Copied, Loaded, LoadResult, Planned, PreviewResult, PushResult
 
 
-def push_result(items: list[Item], report: Report, failed: list[Copied] = ()) -> PushResult:
+def push_result(rows: list[Copied], report: Report) -> PushResult:
     """The summary of a push: each image as it ended, and how its blobs got there."""
-    images = [copied(i) for i in items] + list(failed)
-    return PushResult(images, sum(i.state == "copied" for i in items), sum(i.state == "present" for i in items),
-                      sum(i.state == "failed" for i in items) + len(failed),
-                      sum(1 for i in items if i.image.subject and i.state in ("copied", "present")),
+    return PushResult(rows, sum(r.state == "copied" for r in rows), sum(r.state == "present" for r in rows),
+                      sum(r.state == "failed" for r in rows),
+                      sum(1 for r in rows if r.attached_to and r.state in ("copied", "present")),
                       report.blobs, report.bytes_sent, report.bytes_skipped, report.seconds)
 
 
@@ -48,7 +47,7 @@ def load(images: list[Image], source_for: Callable[[Reference], Any], jobs: int,
     dest = DaemonDestination()
     try:
         items = [Item(img, source_for(img.ref), dest, img.named) for img in images]
-        report = engine.copy(items, jobs, progress_.make(quiet), retries=retries)
+        report = Engine(jobs, progress_.make(quiet), retries=retries).copy(items)
     finally:
         dest.close()
     return LoadResult(dest.loaded, [Loaded(str(i.ref), i.chosen.digest if i.chosen else None) for i in images],
@@ -117,9 +116,10 @@ def import_archive(archive: str, destination: str, opts: Any, chunk: int, attach
         items = [Item(img, source, dests(d), d) for d, img in planned.values()]
         if source.delta_base:
             check_delta(items, source, archive, jobs)
-        report = engine.copy(items, jobs, progress_.make(quiet), retries=opts.retries)
+        eng = Engine(jobs, progress_.make(quiet), retries=opts.retries)
+        eng.copy(items)
         update_fallbacks(items)
-        return push_result(items, report)
+        return push_result([copied(i) for i in items], eng.report)
     finally:
         dests.close()
         source.close()
@@ -218,17 +218,21 @@ def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, qu
         sources.close()
 
 
+BATCH = 500  # images resolved and copied at a time: memory stays flat however large the catalog
+
+
 def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int, jobs: int, *, dry_run: bool,
            state_file: str | None, delete_source: bool, quiet: bool, say: Callable[[str], None],
            attach: Attachments = Attachments()) -> PushResult | PreviewResult:
     """Run a mirror job. One explicit image stops at its first error; anything larger keeps
-    going past failed images and journals its progress."""
+    going past failed images and journals its progress. The images are named first (a catalog
+    costs only its names), then resolved and copied BATCH at a time through one engine, which
+    remembers across batches where each blob is."""
     key = job_key(entries)
     journal = Journal(state_file or default_path(key), key, lambda m: say(f"warning: {m}"))
     all_sources: list[Sources] = []
     dests: dict[Any, Destinations] = {}
-    items: list[Item] = []
-    failed: list[Copied] = []
+    work: list[tuple[BulkPlanned, Destinations]] = []
     single = False
     try:
         for e in entries:
@@ -243,37 +247,51 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
                                                              else base, chunk, journal))
             plat = Platform.parse(e.platform) if e.platform else None
             e.filters.skip_attachment_tags = attach.enabled
-            for p in plan(ref, parse(e.destination), source, source if isinstance(source, Lister) else None,
-                          e.filters, plat, jobs, note=say if not quiet and sys.stderr.isatty() else lambda m: None):
+            for p in expand_entry(ref, parse(e.destination), source, source if isinstance(source, Lister) else None,
+                                  e.filters, jobs, note=say if not quiet and sys.stderr.isatty() else lambda m: None):
+                p.platform = plat
+                work.append((p, to))
+        eng = Engine(jobs, progress_.make(quiet), journal, keep_going=not single, retries=base.retries)
+        rows: list[Copied] = []
+        failed: list[Copied] = []
+        previews: list[Planned] = []
+        to_send = present = 0
+        for start in range(0, len(work), BATCH):
+            window = work[start:start + BATCH]
+            resolve_planned([p for p, _ in window], jobs)
+            items = []
+            for p, to in window:
                 if single and p.error:
                     raise PorterError(p.error)
                 if p.image:
                     items.append(Item(p.image, p.source, to(p.dest), p.dest))
                 else:
                     failed.append(Copied(str(p.ref), str(p.dest), "failed", error=p.error))
-        if attach.enabled:
-            items += attachment_items(items, attach.types)
+            if attach.enabled:
+                items += attachment_items(items, attach.types)
+            if dry_run:
+                states, send, there = engine.preview(items, jobs)
+                to_send, present = to_send + send, present + there
+                previews += [Planned(str(i.image.ref), str(i.target), i.image.listed.digest, s,
+                                     sum(d.size for d in i.image.blobs), i.image.subject or "")
+                             for i, s in zip(items, states)]
+                continue
+            eng.copy(items)
+            update_fallbacks(items)
+            if delete_source:
+                for i in items:
+                    if i.state in ("copied", "present") and i.image.subject is None:
+                        delete_migrated(i, say, quiet)
+            rows += [copied(i) for i in items]
         if dry_run:
-            states, to_send, present = engine.preview(items, jobs)
-            return PreviewResult([Planned(str(i.image.ref), str(i.target), i.image.listed.digest, s,
-                                          sum(d.size for d in i.image.blobs), i.image.subject or "")
-                                  for i, s in zip(items, states)], to_send, present, failed)
-        report = engine.copy(items, jobs, progress_.make(quiet), journal, keep_going=not single, retries=base.retries)
-        update_fallbacks(items)
-        if delete_source:
-            for i in items:
-                if i.state in ("copied", "present") and i.image.subject is None:
-                    delete_migrated(i, say, quiet)
+            return PreviewResult(previews, to_send, present, failed)
     finally:
         for d in dests.values():
             d.close()
         for so in all_sources:
             so.close()
-    result = push_result(items, report, failed)
-    if not result.failed and not state_file:
-        journal.remove()  # nothing left to resume
-    else:
-        journal.close()
+    result = push_result(rows + failed, eng.report)
+    journal.close()  # kept after a clean finish too: a rerun confirms finished images with one HEAD each
     return result
 
 

@@ -142,3 +142,32 @@ class ExportResult:
     delta: Delta | None = optional()
     volumes: list[str] = optional([])
     refused: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeleteResult:
+    """``porter delete``: what went (or, with --dry-run, would go)."""
+
+    deleted: str = optional()  # name@digest
+    would_delete: str = optional()  # the same, in a dry run
+    attachments_deleted: list[str] = field(default_factory=list)
+    tags_removed: list[str] = field(default_factory=list)
+    needs_force: bool = False
+
+
+@dataclass
+class PruneTag:
+    tag: str
+    digest: str
+    action: str  # "keep" or "delete"
+    reason: str
+
+
+@dataclass
+class PruneResult:
+    """``porter prune``: the plan, and the digests deleted (none in a dry run)."""
+
+    repository: str
+    dry_run: bool
+    deleted: list[str]
+    tags: list[PruneTag]

@@ -238,6 +238,9 @@ class ArchiveDestination:
     def mount(self, repository: str, digest: str, from_repository: str) -> bool:
         return False
 
+    def tag_set(self, repository: str) -> set[str]:
+        return set()
+
     def write_blob(self, repository: str, blob: "BlobReader", on_bytes: "Callable[[int], None]") -> None:
         sink = self.writer.sink(blob.digest)
         for chunk in blob.read():

@@ -117,6 +117,9 @@ class DaemonDestination:
     def mount(self, repository: str, digest: str, from_repository: str) -> bool:
         return False
 
+    def tag_set(self, repository: str) -> set[str]:
+        return set()
+
     def write_blob(self, repository: str, blob: "BlobReader", on_bytes: Callable[[int], None]) -> None:
         self.archive.write_blob(repository, blob, on_bytes)
 

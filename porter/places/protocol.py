@@ -62,6 +62,7 @@ class Abilities:
     mount: bool = False  # a blob in one repository can be linked into another without sending it
     resumable: bool = False  # an interrupted upload continues from an offset (the journal keeps it)
     per_repository: bool = False  # blobs are held per repository (else one store for the whole place)
+    lists_tags: bool = False  # tag_set(repository) lists a repository's tags in one request
 
 
 @runtime_checkable
@@ -80,6 +81,10 @@ class Destination(Protocol):
 
     def has_blob(self, repository: str, digest: str) -> bool:
         """True when ``repository`` holds blob ``digest`` already."""
+        ...
+
+    def tag_set(self, repository: str) -> set[str]:
+        """Every tag ``repository`` has (with the ``lists_tags`` ability; else empty)."""
         ...
 
     def mount(self, repository: str, digest: str, from_repository: str) -> bool:

@@ -34,7 +34,7 @@ class ChunkFailed(Exception):
 class RegistryDestination:
     """The push side of one registry host (a :class:`~porter.places.protocol.Destination`)."""
 
-    abilities = Abilities(mount=True, resumable=True, per_repository=True)
+    abilities = Abilities(mount=True, resumable=True, per_repository=True, lists_tags=True)
 
     def __init__(self, registry: Registry, chunk_size: int = DEFAULT_CHUNK, journal: Journal | None = None):
         self.reg, self.http = registry, registry.http
@@ -249,6 +249,9 @@ class RegistryDestination:
         return True
 
     # --- manifests ------------------------------------------------------------------------
+    def tag_set(self, repo: str) -> set[str]:
+        return set(self.reg.tags(repo))
+
     def has_manifest(self, repo: str, ref: str, digest: str) -> bool:
         """True when ``repo`` already serves ``digest`` under ``ref`` (a tag or that digest)."""
         return self.reg.manifest_digest(repo, ref) == digest
