@@ -111,10 +111,14 @@ def timed(cmd: list[str] | str, out: Path | None = None, before=None, env: dict 
 
 def peak_rss_mb(cmd: list[str], env: dict | None = None) -> float:
     """Peak RSS of one run of ``cmd`` (wait4 on it alone), in MB."""
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(p.pid, 0)
-    if status:
-        raise RuntimeError(f"{cmd} failed: {p.stderr.read().decode()[-500:] if p.stderr else ''}")
+    import tempfile
+
+    with tempfile.TemporaryFile() as errors:  # not a pipe: nothing blocks however much is printed
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        if status:
+            errors.seek(0)
+            raise RuntimeError(f"{cmd} failed: {errors.read().decode(errors='replace')[-500:]}")
     return usage.ru_maxrss * 1024 / 1e6
 
 

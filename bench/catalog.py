@@ -80,8 +80,11 @@ CPU: list[float] = []  # CPU seconds of the last measured command
 
 def measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, int]:
     """Run ``cmd``: (seconds, exit code, peak RSS bytes, bytes written to disk); its CPU seconds in CPU."""
+    import tempfile
+
     started = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    errors = tempfile.TemporaryFile()  # not a pipe: a chatty command (skopeo logs every image) must not block
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
     written = 0
     io_path = f"/proc/{p.pid}/io"
     while True:
@@ -97,7 +100,8 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, 
         time.sleep(0.1)
     took = time.monotonic() - started
     CPU[:] = [usage.ru_utime + usage.ru_stime]
-    err = p.stderr.read().decode() if p.stderr else ""
+    errors.seek(0)
+    err = errors.read().decode(errors="replace")
     if status:
         print(err[-2000:], file=sys.stderr)
     return took, os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, written
@@ -202,9 +206,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     installed = Path(sys.executable).parent / "porter"
     porter = [str(installed)] if installed.exists() and not args.module else [sys.executable, "-m", "porter"]
-    results = [run(n, work, porter, args.skopeo and n == args.images[0], args.jobs) for n in args.images]
-    for r in results:
-        print(json.dumps(r))
+    results = []
+    for n in args.images:
+        results.append(run(n, work, porter, args.skopeo and n == args.images[0], args.jobs))
+        print(json.dumps(results[-1]), flush=True)
     print(summary(results))
 
 

@@ -23,6 +23,8 @@ import time
 from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from itertools import islice
+from typing import Callable
 
 from .blob import BlobReader
 from .errors import Cancelled, PorterError
@@ -89,16 +91,24 @@ class _Placements:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._known: dict[tuple[int, str], set[str]] = {}
+        self._known: dict[tuple[int, str], dict[str, None]] = {}  # an ordered set per digest
         self._inflight: dict[tuple[int, str], Future] = {}
 
-    def known(self, dest: Destination, digest: str) -> set[str]:
+    def holds(self, dest: Destination, repository: str, digest: str) -> bool:
         with self._lock:
-            return set(self._known.get((id(dest), digest), ()))
+            return repository in self._known.get((id(dest), digest), ())
+
+    def holders(self, dest: Destination, digest: str, most: int = 3) -> list[str]:
+        """A few repositories of ``dest`` known to hold ``digest`` (the first ones placed): mount
+        candidates. Never the whole set — a base shared by 10,000 repositories would make every
+        placement cost 10,000 steps."""
+        with self._lock:
+            found = self._known.get((id(dest), digest))
+            return list(islice(found, most)) if found else []
 
     def add(self, dest: Destination, repository: str, digest: str) -> None:
         with self._lock:
-            self._known.setdefault((id(dest), digest), set()).add(repository)
+            self._known.setdefault((id(dest), digest), {})[repository] = None
 
     def claim(self, dest: Destination, digest: str) -> tuple[bool, Future]:
         """(True, f) when this worker is to move the digest (resolve f when done), else (False, f)
@@ -110,6 +120,12 @@ class _Placements:
                 current = self._inflight[key] = Future()
                 return True, current
             return False, current
+
+    def release(self, dest: Destination, digest: str, fut: Future) -> None:
+        """The move finished: waiters hold the future; new askers find the digest known."""
+        with self._lock:
+            if self._inflight.get((id(dest), digest)) is fut:
+                del self._inflight[(id(dest), digest)]
 
 
 class Engine:
@@ -235,7 +251,7 @@ def _by_destination(items: list[Item]) -> dict[Destination, list[Item]]:
     return out
 
 
-def _place(b: _Blob, placements: _Placements, on_bytes, retries: int) -> str:
+def _place(b: _Blob, placements: _Placements, on_bytes: Callable[[int], None], retries: int) -> str:
     """Put one blob into one destination repository the cheapest way: "skipped", "mounted" or
     "uploaded". One worker moves a digest into a destination at a time; the others wait for it."""
     dest, repo, digest = b.dest, b.repository, b.desc.digest
@@ -257,17 +273,17 @@ def _place(b: _Blob, placements: _Placements, on_bytes, retries: int) -> str:
     placements.add(dest, repo, digest)
     if mine:
         fut.set_result(how)
+        placements.release(dest, digest, fut)
     return how
 
 
-def _cheapest(b: _Blob, placements: _Placements, on_bytes, retries: int) -> str:
+def _cheapest(b: _Blob, placements: _Placements, on_bytes: Callable[[int], None], retries: int) -> str:
     dest, repo, digest = b.dest, b.repository, b.desc.digest
     first = b.items[0]
-    known = placements.known(dest, digest)
-    if repo in known:
+    if placements.holds(dest, repo, digest):
         return "skipped"
     able = dest.abilities
-    candidates = sorted(known) if able.mount else []
+    candidates = placements.holders(dest, digest) if able.mount else []
     same_origin = able.mount and first.source.origin is not None and first.source.origin == dest.origin
     # A blob known elsewhere in the destination is mounted without asking first. (Every other one
     # is asked about, however small: after an interruption no finished blob is sent again.)

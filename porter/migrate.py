@@ -283,6 +283,8 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
                     if i.state in ("copied", "present") and i.image.subject is None:
                         delete_migrated(i, say, quiet)
             rows += [copied(i) for i in items]
+            for p, _ in window:
+                p.image = None  # done with: only the names of a catalog stay in memory
         if dry_run:
             return PreviewResult(previews, to_send, present, failed)
     finally:

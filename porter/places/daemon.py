@@ -95,7 +95,7 @@ class DaemonDestination:
     name = "docker daemon"
 
     def __init__(self) -> None:
-        client()  # no engine: say so before any download
+        self.client = client()  # no engine: say so before any download
         self.tmp = tempfile.TemporaryDirectory(prefix="porter-load-")
         self.archive = ArchiveDestination(ArchiveWriter(f"{self.tmp.name}/load.tar"))
         self.loaded: list[str] = []
@@ -128,7 +128,7 @@ class DaemonDestination:
 
     def commit(self) -> None:
         self.archive.commit()
-        self.loaded = load(self.archive.writer.output)
+        self.loaded = load(self.archive.writer.output, self.client)
 
     def served(self, repository: str, ref: str) -> str | None:
         """The manifest digest loaded, when the engine's image under that name (or, untagged,
@@ -136,7 +136,7 @@ class DaemonDestination:
         by manifest digest with the containerd image store)."""
         name, config, digest = self._expect[(repository, ref)]
         try:
-            image = client().images.get(name or config)
+            image = self.client.images.get(name or config)
         except Exception:
             return None
         return digest if image.id in (config, digest) else image.id
@@ -144,11 +144,12 @@ class DaemonDestination:
     def close(self) -> None:
         self.archive.close()
         self.tmp.cleanup()
+        self.client.close()
 
 
-def load(archive_path: str) -> list[str]:
+def load(archive_path: str, c: Any = None) -> list[str]:
     """``docker load`` an archive through the SDK; returns what the daemon said it loaded."""
-    c = client()
+    c = c or client()
     loaded: list[str] = []
     with open(archive_path, "rb") as f:
         for msg in c.api.load_image(f):

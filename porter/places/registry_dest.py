@@ -9,7 +9,7 @@ the upload is committed (PUT ?digest=) only when they hashed right.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import httpx
 
@@ -119,7 +119,7 @@ class RegistryDestination:
         return str(httpx.URL(location).copy_merge_params({"digest": digest}))
 
     @staticmethod
-    def _counted(chunks, on_bytes: Callable[[int], None]):
+    def _counted(chunks: Iterator[bytes], on_bytes: Callable[[int], None]) -> Iterator[bytes]:
         for chunk in chunks:
             on_bytes(len(chunk))
             yield chunk
