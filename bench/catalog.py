@@ -84,6 +84,8 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, 
 
     started = time.monotonic()
     errors = tempfile.TemporaryFile()  # not a pipe: a chatty command (skopeo logs every image) must not block
+    # (A child's RSS high-water mark starts at this process's size when it is spawned — about
+    # 40 MB here, below any figure reported; bench.py's 1 GiB runs use a small fresh parent.)
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
     written = 0
     io_path = f"/proc/{p.pid}/io"
