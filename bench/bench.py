@@ -261,6 +261,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
+    os.environ["XDG_CACHE_HOME"] = str(OUT / "cache")  # porter's job journals: not the user's cache
     work = OUT / "run"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
