@@ -82,11 +82,9 @@ class BlobReader:
                 else:
                     keep = chunk
                 pos += len(chunk)
+                self.verifier.update(chunk)
                 if pos == self.desc.size:
-                    self.verifier.update(chunk)
                     self.verifier.verify()
-                else:
-                    self.verifier.update(chunk)
                 if keep:
                     yield keep
                 if pos >= end:

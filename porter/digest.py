@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from .errors import DigestMismatch
 
@@ -87,21 +87,6 @@ class Verifier:
             raise DigestMismatch(f"{self.what} is corrupt: content hashes to {actual}, expected {self.digest}")
 
 
-def verified(chunks: Iterable[bytes], v: Verifier) -> Iterator[bytes]:
-    """Pass ``chunks`` through ``v``; raises DigestMismatch after the last chunk if they do not match."""
-    for chunk in chunks:
-        v.update(chunk)
-        yield chunk
-    v.verify()
-
-
-def check_stream(chunks: Iterable[bytes], digest: str, size: int, what: str) -> None:
-    """Read a blob to its end through a Verifier (nothing kept): DigestMismatch when it is not
-    the blob it claims to be."""
-    for _ in verified(chunks, Verifier(digest, size, what)):
-        pass
-
-
 def file_chunks(path: str | os.PathLike | int, start: int = 0, length: int | None = None,
                 chunk: int = 1 << 20) -> Iterator[bytes]:
     """A file's bytes (a path, or an open fd that this closes) from ``start`` — ``length`` of
@@ -119,7 +104,3 @@ def file_chunks(path: str | os.PathLike | int, start: int = 0, length: int | Non
                 left -= len(data)
             yield data
 
-
-def read_all(chunks: Iterable[bytes], digest: str, size: int, what: str) -> bytes:
-    """A small blob (an image config) in memory, verified; the size bounds what is read."""
-    return b"".join(verified(chunks, Verifier(digest, size, what)))
