@@ -6,6 +6,7 @@ otherwise the image is on Docker Hub (one-component paths get ``library/``). A b
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, replace
@@ -104,6 +105,7 @@ def printable(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_host(host: str) -> bool:
     """True for localhost / 127.0.0.0/8 / ::1, with or without a port."""
     h = host

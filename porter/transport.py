@@ -7,6 +7,7 @@ certificate does not verify is an error (``--ca-cert``, ``certs.d`` or ``--insec
 from __future__ import annotations
 
 import email.utils
+import functools
 import os
 import random
 import ssl
@@ -241,8 +242,12 @@ class Transport:
     def same_origin(self, url: httpx.URL | str) -> bool:
         """Is ``url`` on this registry's origin (scheme, host, port)? Before the scheme is known,
         either scheme porter may use counts."""
-        schemes = [httpx.URL(self.base).scheme] if self.base else ["https", "http"]
-        return origin(url) in {origin(f"{s}://{self.api_host}/") for s in schemes}
+        return origin(url) in self._origins(self.base)
+
+    @functools.lru_cache(maxsize=4)
+    def _origins(self, base: str | None) -> frozenset[tuple[str, str, int]]:
+        schemes = [httpx.URL(base).scheme] if base else ["https", "http"]
+        return frozenset(origin(f"{s}://{self.api_host}/") for s in schemes)
 
     def _ping(self) -> str:
         """Find the scheme that works and check that this is a v2 registry."""

@@ -142,3 +142,85 @@ def test_reads_wait_for_the_read_timeout_after_connecting():
     with client(timeout=5, connect=0.5) as c:
         assert c.get(f"http://127.0.0.1:{srv.getsockname()[1]}/").content == b"ok"
     srv.close()
+
+
+def keep_alive_server(answers: list[bytes]) -> tuple[str, list[int], threading.Thread]:
+    """A server that answers each request in turn on whatever connection it arrives; counts
+    the connections it accepted."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    accepted: list[int] = []
+    left = list(answers)
+
+    def run() -> None:
+        srv.settimeout(5)
+        while left:
+            conn, _ = srv.accept()
+            accepted.append(1)
+            conn.settimeout(5)
+            data = b""
+            while left:
+                more = conn.recv(65536)
+                if not more:
+                    break
+                data += more
+                while b"\r\n\r\n" in data and left:
+                    data = data.split(b"\r\n\r\n", 1)[1]
+                    conn.sendall(left.pop(0))
+            conn.close()
+        srv.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return f"http://127.0.0.1:{srv.getsockname()[1]}/", accepted, t
+
+
+def test_answers_without_a_body_keep_their_connection():
+    """HEAD, 202 with Content-Length: 0, 204: closed unread, the connection is still reused
+    (each one opening a new connection cost the registry and porter a connection per request)."""
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",  # HEAD: the length of what GET would send
+               b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nLocation: /u\r\n\r\n",
+               b"HTTP/1.1 204 No Content\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
+    url, accepted, t = keep_alive_server(answers)
+    with client() as c:
+        for method, status in (("HEAD", 200), ("POST", 202), ("DELETE", 204)):
+            r = c.send(c.build_request(method, url), stream=True)  # as porter sends: closed unread
+            r.close()
+            assert r.status_code == status
+        assert c.get(url).content == b"ok"
+    t.join(5)
+    assert len(accepted) == 1
+
+
+def test_a_deadline_shuts_a_trickling_answer():
+    """The deadline thread fires for the request that overran, after many others cancelled theirs."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def trickle() -> None:
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        try:
+            for _ in range(50):
+                conn.sendall(b"x")
+                time.sleep(0.1)
+        except OSError:
+            pass
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    from porter import wire
+
+    for _ in range(2000):  # cancelled watchdogs: their entries are dropped, memory stays bounded
+        wire._Watchdog(type("C", (), {"sock": None})(), time.monotonic() + 60).cancel()
+    assert len(wire._DEADLINES._heap) < 1100
+    started = time.monotonic()
+    with client(timeout=5) as c, pytest.raises(wire.DeadlineExceeded):
+        c.send(c.build_request("GET", f"http://127.0.0.1:{srv.getsockname()[1]}/",
+                               extensions={"porter.deadline": time.monotonic() + 0.5})).read()
+    assert time.monotonic() - started < 3
+    srv.close()
