@@ -128,17 +128,26 @@ def certs_dirs() -> list[Path]:
 
 
 _default_context: ssl.SSLContext | None = None
+_default_lock = threading.Lock()
 
 
-def ssl_context(host: str, ca_cert: str | None) -> ssl.SSLContext:
-    """System CAs plus ``ca_cert`` and the host's certs.d files. Loading the system CAs costs
-    ~20 ms, so hosts with nothing extra share one context."""
+def default_ssl_context() -> ssl.SSLContext:
+    """The system CAs, loaded once, on first use: loading them costs ~50 ms here, which a run
+    that only speaks plain HTTP (a registry on loopback) never needs to spend."""
     global _default_context
-    extra = [base / host for base in certs_dirs() if (base / host).is_dir()]
-    if not ca_cert and not extra:
+    with _default_lock:
         if _default_context is None:
             _default_context = ssl.create_default_context()
         return _default_context
+
+
+def ssl_context(host: str, ca_cert: str | None) -> ssl.SSLContext | Callable[[], ssl.SSLContext]:
+    """System CAs plus ``ca_cert`` and the host's certs.d files, loaded now (a bad file is an
+    error before anything is sent). Hosts with nothing extra share the system CAs' context,
+    returned as its loader: loaded when a TLS connection first needs it."""
+    extra = [base / host for base in certs_dirs() if (base / host).is_dir()]
+    if not ca_cert and not extra:
+        return default_ssl_context
     ctx = ssl.create_default_context()
     if ca_cert:
         try:
@@ -211,7 +220,7 @@ class Transport:
 
     def __init__(self, host: str, api_host: str, opts: Options):
         self.host, self.opts = host, opts
-        verify: Any = False if opts.insecure else ssl_context(api_host, opts.ca_cert)
+        tls: Any = False if opts.insecure else ssl_context(api_host, opts.ca_cert)
         limits = httpx.Limits(max_connections=opts.jobs + 4, max_keepalive_connections=opts.jobs + 4)
         timeout = httpx.Timeout(opts.timeout, connect=min(opts.timeout, 15.0))
         # Through a proxy, httpx's own transport (it speaks CONNECT); direct, the leaner one
@@ -221,8 +230,11 @@ class Transport:
         lean = not proxied and os.environ.get("PORTER_TRANSPORT", "") != "httpx"
 
         def wire() -> StdlibTransport | None:
-            return StdlibTransport(verify, opts.timeout, max_idle=opts.jobs + 4, connect_timeout=timeout.connect) \
+            return StdlibTransport(tls, opts.timeout, max_idle=opts.jobs + 4, connect_timeout=timeout.connect) \
                 if lean else None
+
+        # httpx's own transport wants the context now; the lean one loads it on its first TLS connection
+        verify = (tls() if callable(tls) else tls) if not lean else True
 
         headers = {"User-Agent": "porter/0.1", "Accept-Encoding": "identity"}
         token_client = httpx.Client(verify=verify, timeout=timeout, transport=wire(), headers=headers)
@@ -250,18 +262,26 @@ class Transport:
         return frozenset(origin(f"{s}://{self.api_host}/") for s in schemes)
 
     def _ping(self) -> str:
-        """Find the scheme that works and check that this is a v2 registry."""
-        plain_ok = self.opts.insecure or is_loopback_host(self.api_host)
+        """Find the scheme that works and check that this is a v2 registry. HTTPS first — except
+        on loopback, where plain HTTP is the common case: asked first, it spares loading the
+        system CAs; a TLS port answers it with an error, not a registry's 200 or 401, and HTTPS
+        is tried next. (The ping carries no credentials.)"""
+        loopback = is_loopback_host(self.api_host)
+        plain_ok = self.opts.insecure or loopback
+        schemes = ("http", "https") if loopback else ("https", "http") if plain_ok else ("https",)
         last: Exception | None = None
-        for scheme in ("https", "http") if plain_ok else ("https",):
+        answered: TransportError | None = None  # a scheme that spoke HTTP, but not as a registry
+        for n, scheme in enumerate(schemes):
             base = f"{scheme}://{self.api_host}"
-            # Probing HTTPS where plain HTTP may follow: one try, the fallback has the retries.
-            retries = 0 if plain_ok and scheme == "https" else self.opts.retries
+            # Probing where another scheme may follow: one try, the fallback has the retries.
+            retries = 0 if n < len(schemes) - 1 else self.opts.retries
             try:
                 r = self.with_retries(lambda: self.send("GET", base + "/v2/", f"{self.host}: ping"),
                                       f"{self.host}: ping", retries)
             except TransportError as e:
                 last = e
+                if answered is None and not isinstance(e.__cause__, httpx.TransportError):
+                    answered = e  # e.g. a login refused: more telling than the other scheme's wire error
                 cert = _ssl_failure(e.__cause__)
                 if cert is not None and not plain_ok and cert.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE",
                                                                          "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"):
@@ -276,8 +296,8 @@ class Transport:
                 if r.status_code == 401:
                     raise error_for(r, f"{self.host}: login")
                 return base
-            raise TransportError(f"{self.host}: not a registry (GET /v2/ answered {r.status_code})")
-        raise TransportError(f"{self.host}: registry unreachable ({last})")
+            answered = answered or TransportError(f"{self.host}: not a registry (GET /v2/ answered {r.status_code})")
+        raise answered or TransportError(f"{self.host}: registry unreachable ({last})")
 
     def url(self, path: str) -> str:
         if self.base is None:

@@ -22,7 +22,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 
@@ -158,13 +158,12 @@ class _Body(httpx.SyncByteStream):
 class StdlibTransport(httpx.BaseTransport):
     """HTTP/1.1 with a small keep-alive pool per (scheme, host, port)."""
 
-    def __init__(self, verify: ssl.SSLContext | bool, timeout: float, max_idle: int = 16,
-                 connect_timeout: float | None = None):
-        if verify is False:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-            verify = ctx
-        self.ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else ssl.create_default_context()
+    def __init__(self, verify: ssl.SSLContext | bool | Callable[[], ssl.SSLContext], timeout: float,
+                 max_idle: int = 16, connect_timeout: float | None = None):
+        """``verify``: a context, a loader of one (called on the first TLS connection: the
+        system CAs cost ~50 ms to load), True for the system CAs, False for no verification."""
+        self._verify = verify
+        self._ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
         self.timeout, self.max_idle = timeout, max_idle
         self.connect_timeout = min(timeout, 15.0) if connect_timeout is None else connect_timeout
         self._idle: dict[tuple, list[http.client.HTTPConnection]] = {}
@@ -183,10 +182,22 @@ class StdlibTransport(httpx.BaseTransport):
                 return
         conn.close()
 
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            if self._verify is False:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CAs to load: nothing is verified
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            elif callable(self._verify):
+                ctx = self._verify()
+            else:
+                ctx = ssl.create_default_context()
+            self._ssl = ctx
+        return self._ssl
+
     def _connect(self, key: tuple) -> http.client.HTTPConnection:
         scheme, host, port = key
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=self.connect_timeout, context=self.ssl)
+            return http.client.HTTPSConnection(host, port, timeout=self.connect_timeout, context=self._context())
         return http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
