@@ -6,9 +6,13 @@
               destination repository where blobs are held per repository, else once per place
     transfer  one bounded pool; per blob the cheapest way first: known here → skip; known in
               another repository of that destination (or the source is that registry) → mount;
-              asked and present → skip; else its bytes, read and verified by one BlobReader
-    commit    per image: children before their index, the tag last; then the destination's
-              own commit (an archive is renamed into place, the docker engine loads it)
+              asked and present → skip; else its bytes, read and verified by one BlobReader.
+              Big blobs first (the pool ends together), then the rest image by image, so that
+    commit    an image is committed as soon as its last blob lands, where the destination serves
+              what it is given at once (a registry): children before their index, the tag last,
+              then the check below — while other images' blobs still move. Elsewhere every image
+              waits for the destination's own commit (an archive is renamed into place, the
+              docker engine loads it)
     check     the post-condition: the destination serves the expected digest under the name.
               Only then is an image reported copied (and journalled as done).
 
@@ -24,7 +28,7 @@ from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Callable
+from typing import Callable, Iterable
 
 from .blob import BlobReader
 from .errors import Cancelled, PorterError
@@ -141,13 +145,19 @@ class Engine:
 
     def copy(self, items: list[Item]) -> Report:
         """Copy every pending item of one batch. With ``keep_going`` an image that fails is marked
-        and the rest go on; otherwise the first failure is raised (nothing committed after it)."""
+        and the rest go on; otherwise the first failure is raised (images committed before it
+        stay, copied and checked; nothing is committed after it)."""
         started = time.monotonic()
         jobs, keep_going, cancel = self.jobs, self.keep_going, threading.Event()
         todo = [i for i in items if i.state == "pending"]
         for item, present in zip(todo, self._present(todo)):
             if present:
                 item.state = "present"
+                # What it is made of is there too: other images mount those blobs, not send them
+                # again (after an interruption, images committed before it share blobs with the rest).
+                repo = item.target.repository if item.dest.abilities.per_repository else ""
+                for d in item.image.blobs:
+                    self.placements.add(item.dest, repo, d.digest)
         todo = [i for i in todo if i.state == "pending"]
         for dest, its in _by_destination(todo).items():
             dest.prepare([i.image for i in its])
@@ -156,9 +166,10 @@ class Engine:
             repo = i.target.repository if i.dest.abilities.per_repository else ""
             for d in i.image.blobs:
                 blobs.setdefault((id(i.dest), repo, d.digest), _Blob(d, i.dest, repo)).items.append(i)
-        plan = sorted(blobs.values(), key=lambda b: -b.desc.size)  # the largest first: the pool ends together
+        plan = _order(blobs.values(), todo)
         outcomes: Counter[str] = Counter()
         lock = threading.Lock()
+        left = Counter(id(i) for b in plan for i in b.items)  # blobs each item still waits for
         self.progress.start(sum(b.desc.size for b in plan), len(plan))
 
         def move(b: _Blob) -> None:
@@ -181,6 +192,13 @@ class Engine:
                 outcomes["bytes_sent"] += sent
                 if how != "uploaded":
                     outcomes["bytes_skipped"] += b.desc.size
+                ready = []
+                for i in b.items:
+                    left[id(i)] -= 1
+                    if left[id(i)] == 0 and i.dest.abilities.serves_at_once and i.state == "pending":
+                        ready.append(i)
+            for i in ready:
+                self._commit(i)
 
         try:
             failures = run_all(move, plan, jobs, cancel, keep_going)
@@ -230,6 +248,16 @@ class Engine:
 
         return pmap(present, items, self.jobs)
 
+    def _commit(self, i: Item) -> None:
+        """Manifests, then the post-condition, for one image whose blobs are all placed."""
+        try:
+            _put_manifests(i)
+            self._check(i)
+        except PorterError as e:
+            i.fail(str(e))
+            if not self.keep_going or isinstance(e, Cancelled):
+                raise
+
     def _finished(self, i: Item) -> bool:
         return self.journal is not None and self.journal.finished(str(i.target)) == i.image.listed.digest
 
@@ -249,6 +277,17 @@ def _by_destination(items: list[Item]) -> dict[Destination, list[Item]]:
     for i in items:
         out.setdefault(i.dest, []).append(i)
     return out
+
+
+BIG = 16 * 1024 * 1024
+
+
+def _order(blobs: "Iterable[_Blob]", items: list[Item]) -> list[_Blob]:
+    """Big blobs first, the largest first (they set how long the pool runs); then the others
+    in the order of the images that need them, so images complete — and are committed — one
+    after another rather than all at the end."""
+    rank = {id(i): n for n, i in enumerate(items)}
+    return sorted(blobs, key=lambda b: (0, -b.desc.size) if b.desc.size >= BIG else (1, rank[id(b.items[0])]))
 
 
 def _place(b: _Blob, placements: _Placements, on_bytes: Callable[[int], None], retries: int) -> str:
@@ -286,16 +325,17 @@ def _cheapest(b: _Blob, placements: _Placements, on_bytes: Callable[[int], None]
     candidates = placements.holders(dest, digest) if able.mount else []
     same_origin = able.mount and first.source.origin is not None and first.source.origin == dest.origin
     # A blob known elsewhere in the destination is mounted without asking first. (Every other one
-    # is asked about, however small: after an interruption no finished blob is sent again.)
-    if not candidates and dest.has_blob(repo, digest):
+    # is asked about, however small: after an interruption no finished blob is sent again — by the
+    # upload's own start where the destination asks there.)
+    if not candidates and not able.asks_on_upload and dest.has_blob(repo, digest):
         return "skipped"
     if same_origin and first.image.ref.repository not in candidates:
         candidates.append(first.image.ref.repository)
     for other in candidates:
         if other != repo and dest.mount(repo, digest, other):
             return "mounted"
-    dest.write_blob(repo, BlobReader(first.source, first.image.ref.repository, b.desc, retries), on_bytes)
-    return "uploaded"
+    sent = dest.write_blob(repo, BlobReader(first.source, first.image.ref.repository, b.desc, retries), on_bytes)
+    return "uploaded" if sent else "skipped"
 
 
 def _put_manifests(i: Item) -> None:

@@ -113,9 +113,12 @@ class MemoryDestination:
             self.blobs.setdefault(repository, {})[digest] = data
         return data is not None
 
-    def write_blob(self, repository: str, blob: BlobReader, on_bytes: Callable[[int], None]) -> None:
+    def write_blob(self, repository: str, blob: BlobReader, on_bytes: Callable[[int], None]) -> bool:
         self.calls.append(("write", repository, blob.digest))
+        if self.abilities.asks_on_upload and blob.digest in self.blobs.get(repository, {}):
+            return False
         self.blobs.setdefault(repository, {})[blob.digest] = b"".join(blob.read())
+        return True
 
     def put_manifest(self, repository: str, ref: str, manifest: Manifest) -> None:
         self.calls.append(("put_manifest", repository, ref))
@@ -158,6 +161,59 @@ def test_shared_blob_sent_once_then_mounted_and_tag_last():
     assert [i.state for i in items] == ["copied", "copied"]
     # No blob question about the base in the second repository: it is mounted straight away.
     assert not [c for c in dest.calls if c[0] == "has_blob" and c[2] == sha(base) and c[1] != mounts[0][3]]
+
+
+def test_a_destination_that_asks_on_upload_gets_no_blob_questions():
+    """Where starting an upload tells whether the blob is there (a registry's mount from the
+    repository itself), the engine asks nothing first; a blob found there counts as skipped."""
+    src = MemorySource()
+    src.image("a", "1", b"A" * 100, b"a own")
+    dest = MemoryDestination(Abilities(mount=True, per_repository=True, asks_on_upload=True))
+    dest.blobs["a"] = {sha(b"A" * 100): b"A" * 100}  # left there by an earlier, interrupted run
+    items = items_for(src, dest, "a:1")
+    report = Engine(jobs=1, progress=Quiet()).copy(items)
+    assert not [c for c in dest.calls if c[0] == "has_blob"]
+    assert report.blobs.skipped == 1 and report.blobs.uploaded == 2 and items[0].state == "copied"
+
+
+def test_images_are_committed_as_their_blobs_land_where_the_destination_serves_at_once():
+    src = MemorySource()
+    for t in ("1", "2", "3"):
+        src.image("a", t, t.encode() * 10)
+    dest = MemoryDestination(Abilities(mount=True, per_repository=True, serves_at_once=True))
+    items = items_for(src, dest, "a:1", "a:2", "a:3")
+    Engine(jobs=1, progress=Quiet()).copy(items)
+    kinds = [c[0] for c in dest.calls if c[0] in ("write", "put_manifest")]
+    # one worker: each image's blobs, then its tag — not every blob first, then every tag
+    assert kinds == ["write", "write", "put_manifest"] * 3
+    assert [i.state for i in items] == ["copied"] * 3
+
+
+def test_one_failed_blob_fails_only_its_image_when_committing_as_blobs_land():
+    src = MemorySource()
+    src.image("a", "1", b"good")
+    src.image("a", "2", b"bad")
+    src.blobs[sha(b"bad")] = b"bax"  # same size, other bytes
+    dest = MemoryDestination(Abilities(mount=True, per_repository=True, serves_at_once=True))
+    items = items_for(src, dest, "a:1", "a:2")
+    Engine(jobs=2, progress=Quiet(), keep_going=True, retries=0).copy(items)
+    assert [i.state for i in items] == ["copied", "failed"] and ("a", "2") not in dest.tags
+
+
+def test_blobs_of_an_image_already_there_are_mounted_not_sent_again():
+    """After an interruption: an image committed before it is present; what it shares with the
+    rest is mounted from its repository."""
+    src, dest = MemorySource(), MemoryDestination()
+    base = b"B" * 1000
+    src.image("a", "1", base)
+    src.image("b", "1", base)
+    Engine(jobs=1, progress=Quiet()).copy(items_for(src, dest, "a:1"))
+    dest.calls.clear()
+    items = items_for(src, dest, "a:1", "b:1")
+    Engine(jobs=1, progress=Quiet()).copy(items)
+    assert [i.state for i in items] == ["present", "copied"]
+    assert ("mount", "b", sha(base), "a") in dest.calls
+    assert not [c for c in dest.calls if c[0] == "write" and c[2] == sha(base)]
 
 
 def test_index_children_before_the_index_and_one_blob_store():
@@ -325,3 +381,22 @@ def test_gc_plan_on_a_generated_storage_tree(tmp_path):
     assert list(plan.blobs) == ["sha256:" + "ab" * 32] and not plan.problems
     assert len(plan.marked) == 1 + 20 * 2 * 3  # the shared base; per image a config, a layer, a manifest
     assert orphan.exists()  # a dry run
+
+
+def test_ahead_runs_the_next_item_while_this_one_is_used():
+    from porter.pool import ahead
+
+    done: list[int] = []
+    seen: list[tuple[int, list[int]]] = []
+
+    def work(n: int) -> None:
+        if n == 3:
+            raise PorterError("three")
+        done.append(n)
+
+    with pytest.raises(PorterError, match="three"):
+        for n in ahead(work, [0, 1, 2, 3]):
+            time.sleep(0.05)  # the consumer's work: the next item's fn runs meanwhile
+            seen.append((n, list(done)))
+    assert [n for n, _ in seen] == [0, 1, 2]
+    assert all(n + 1 in d for n, d in seen[:2])  # fn(n + 1) had run while n was being used

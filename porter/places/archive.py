@@ -241,11 +241,12 @@ class ArchiveDestination:
     def tag_set(self, repository: str) -> set[str]:
         return set()
 
-    def write_blob(self, repository: str, blob: "BlobReader", on_bytes: "Callable[[int], None]") -> None:
+    def write_blob(self, repository: str, blob: "BlobReader", on_bytes: "Callable[[int], None]") -> bool:
         sink = self.writer.sink(blob.digest)
         for chunk in blob.read():
             sink.write(chunk)
             on_bytes(len(chunk))
+        return True
 
     def put_manifest(self, repository: str, ref: str, manifest: "Manifest") -> None:
         pass  # laid out with the archive: manifests are members whose bytes are known up front

@@ -120,8 +120,8 @@ class DaemonDestination:
     def tag_set(self, repository: str) -> set[str]:
         return set()
 
-    def write_blob(self, repository: str, blob: "BlobReader", on_bytes: Callable[[int], None]) -> None:
-        self.archive.write_blob(repository, blob, on_bytes)
+    def write_blob(self, repository: str, blob: "BlobReader", on_bytes: Callable[[int], None]) -> bool:
+        return self.archive.write_blob(repository, blob, on_bytes)
 
     def put_manifest(self, repository: str, ref: str, manifest: Manifest) -> None:
         pass

@@ -63,6 +63,9 @@ class Abilities:
     resumable: bool = False  # an interrupted upload continues from an offset (the journal keeps it)
     per_repository: bool = False  # blobs are held per repository (else one store for the whole place)
     lists_tags: bool = False  # tag_set(repository) lists a repository's tags in one request
+    asks_on_upload: bool = False  # write_blob finds a blob already there itself: no has_blob first
+    serves_at_once: bool = False  # what is put is served straight away (no commit step): images
+    #                               are committed one by one as their blobs land
 
 
 @runtime_checkable
@@ -91,8 +94,9 @@ class Destination(Protocol):
         """Link blob ``digest`` from ``from_repository`` into ``repository``; False when refused."""
         ...
 
-    def write_blob(self, repository: str, blob: "BlobReader", on_bytes: Callable[[int], None]) -> None:
-        """Store the blob ``blob`` reads (verified as it is read); resumes from an offset if it can."""
+    def write_blob(self, repository: str, blob: "BlobReader", on_bytes: Callable[[int], None]) -> bool:
+        """Store the blob ``blob`` reads (verified as it is read); resumes from an offset if it can.
+        False when it found the blob there already (``asks_on_upload``) and sent nothing."""
         ...
 
     def put_manifest(self, repository: str, ref: str, manifest: Manifest) -> None:

@@ -6,6 +6,11 @@ chunks (PATCH with Content-Range); after a failed chunk the registry is asked ho
 When the registry lost what it had, or a whole-blob PUT failed on the wire, the blob starts over
 in a new upload (at most --retries times). Bytes are verified as the blob reader hands them on;
 the upload is committed (PUT ?digest=) only when they hashed right.
+
+An upload starts with a mount request from the repository itself (``POST ?mount=D&from=REPO``):
+201 means the repository holds the blob already, 202 opens the upload — one request where a HEAD
+and a POST were two. A mount from another repository that the registry refuses opens an upload
+too; that one is used, not cancelled and opened again.
 """
 from __future__ import annotations
 
@@ -34,7 +39,8 @@ class ChunkFailed(Exception):
 class RegistryDestination:
     """The push side of one registry host (a :class:`~porter.places.protocol.Destination`)."""
 
-    abilities = Abilities(mount=True, resumable=True, per_repository=True, lists_tags=True)
+    abilities = Abilities(mount=True, resumable=True, per_repository=True, lists_tags=True, asks_on_upload=True,
+                          serves_at_once=True)
 
     def __init__(self, registry: Registry, chunk_size: int = DEFAULT_CHUNK, journal: Journal | None = None):
         self.reg, self.http = registry, registry.http
@@ -44,6 +50,8 @@ class RegistryDestination:
         self.chunked_ok = True  # cleared when the registry refuses PATCH: then monolithic PUTs
         self._current: dict[str, str] = {}  # journal key -> the upload URL in use (to cancel it)
         self._referrers_api: bool | None = None  # does this registry answer the referrers API?
+        self._spare: dict[tuple[str, str], str] = {}  # (repo, digest) -> an upload a refused mount opened
+        self.probe_ok = True  # cleared when the registry refuses a mount from the repository itself
 
     def prepare(self, images: list) -> None:
         pass
@@ -52,6 +60,8 @@ class RegistryDestination:
         pass
 
     def close(self) -> None:
+        for key in list(self._spare):  # uploads opened by refused mounts that nothing used (interrupted)
+            self._drop_spare(*key)
         self.reg.close()
 
     # --- blobs ----------------------------------------------------------------------------
@@ -63,10 +73,23 @@ class RegistryDestination:
     def mount(self, repo: str, digest: str, from_repo: str) -> bool:
         r = self.http.request("POST", f"/v2/{repo}/blobs/uploads/", f"{self.reg.host}/{repo}: mount {digest}",
                               ok=(201, 202), params={"mount": digest, "from": from_repo})
+        self._drop_spare(repo, digest)
         if r.status_code == 201:
+            self._check_created(r, digest, f"{self.reg.host}/{repo}: mount {digest}")
             return True
-        self._abandon(self._location(r))  # 202: the registry opened an upload instead; we do not need it
+        self._spare[(repo, digest)] = self._location(r)  # 202: an upload opened instead; the upload uses it
         return False
+
+    def _drop_spare(self, repo: str, digest: str) -> None:
+        spare = self._spare.pop((repo, digest), None)
+        if spare:
+            self._abandon(spare)
+
+    @staticmethod
+    def _check_created(r: httpx.Response, digest: str, what: str) -> None:
+        said = r.headers.get("Docker-Content-Digest")
+        if said and said != digest:
+            raise RegistryError(f"{what}: the registry answered for {printable(said)}")
 
     def _abandon(self, location: str, journal_key: str | None = None) -> None:
         """Cancel an upload porter gives up on (DELETE on its URL), so the registry does not keep
@@ -88,16 +111,14 @@ class RegistryDestination:
             raise RegistryError(f"{self.reg.host}: unreadable upload Location {printable(loc)}") from None
         return self.http.check_upload_url(url, f"{self.reg.host}: upload Location")
 
-    def write_blob(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None]) -> None:
+    def write_blob(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None]) -> bool:
         what = f"{self.reg.host}/{repo}: upload of {blob.digest}"
         restarts = 0
         while True:
             try:
                 if self.chunked_ok and blob.size > self.chunk_size:
-                    self._chunked(repo, blob, on_bytes, what)
-                else:
-                    self._monolithic(repo, blob, on_bytes, what)
-                return
+                    return self._chunked(repo, blob, on_bytes, what)
+                return self._monolithic(repo, blob, on_bytes, what)
             except (ChunkFailed, *RETRYABLE) as e:
                 err: Exception = e
             except RegistryError as e:
@@ -109,10 +130,24 @@ class RegistryDestination:
                 raise TransportError(f"{what}: started over {restarts} times ({err})") from None
             blob.restart()
 
-    def _start(self, repo: str) -> str:
-        r = self.http.request("POST", f"/v2/{repo}/blobs/uploads/", f"{self.reg.host}/{repo}: start upload",
-                              ok=(202,))
-        return self._location(r)
+    def _start(self, repo: str, digest: str) -> str | None:
+        """An upload URL for ``digest`` in ``repo``; None when the repository holds it already."""
+        spare = self._spare.pop((repo, digest), None)
+        if spare:
+            return spare
+        what = f"{self.reg.host}/{repo}: start upload"
+        if self.probe_ok:
+            r = self.http.request("POST", f"/v2/{repo}/blobs/uploads/", what, ok=(201, 202, 400, 404, 405),
+                                  params={"mount": digest, "from": repo})
+            if r.status_code == 201:
+                self._check_created(r, digest, what)
+                return None
+            if r.status_code == 202:
+                return self._location(r)
+            self.probe_ok = False  # a registry that refuses the mount parameters: ask, then start plainly
+        if self.has_blob(repo, digest):
+            return None
+        return self._location(self.http.request("POST", f"/v2/{repo}/blobs/uploads/", what, ok=(202,)))
 
     @staticmethod
     def _with_digest(location: str, digest: str) -> str:
@@ -124,8 +159,10 @@ class RegistryDestination:
             on_bytes(len(chunk))
             yield chunk
 
-    def _monolithic(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None], what: str) -> None:
-        location = self._start(repo)
+    def _monolithic(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None], what: str) -> bool:
+        location = self._start(repo, blob.digest)
+        if location is None:
+            return False
         try:
             r = self.http.send("PUT", self._with_digest(location, blob.digest), what, timed=False,
                                content=self._counted(blob.read(), on_bytes),
@@ -135,6 +172,7 @@ class RegistryDestination:
         except (PorterError, *RETRYABLE):
             self._abandon(location)  # a whole-blob upload cannot be resumed: never leave it behind
             raise
+        return True
 
     def _resume_point(self, key: str, blob: BlobReader, what: str) -> tuple[str, int] | None:
         """An upload this job's journal left unfinished: where the registry says it stands, with
@@ -152,12 +190,18 @@ class RegistryDestination:
             pass
         return location, got
 
-    def _chunked(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None], what: str) -> None:
+    def _chunked(self, repo: str, blob: BlobReader, on_bytes: Callable[[int], None], what: str) -> bool:
         key = Journal.upload_key(self.reg.host, repo, blob.digest)
         resumed = self._resume_point(key, blob, what)
         if resumed is None:
             blob.restart()
-        location, pos = resumed or (self._start(repo), 0)
+            start = self._start(repo, blob.digest)
+            if start is None:
+                return False
+            resumed = (start, 0)
+        else:
+            self._drop_spare(repo, blob.digest)
+        location, pos = resumed
         try:
             self._send_chunks(key, location, pos, blob, on_bytes, what)
         except (PorterError, ChunkFailed, *RETRYABLE) as e:
@@ -166,6 +210,7 @@ class RegistryDestination:
             raise
         finally:
             self._current.pop(key, None)
+        return True
 
     def _send_chunks(self, key: str, location: str, pos: int, blob: BlobReader,
                      on_bytes: Callable[[int], None], what: str) -> None:
