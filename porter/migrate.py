@@ -17,7 +17,7 @@ from .image import Image, resolve
 from .journal import Journal, default_path
 from .mediatypes import Platform, loads
 from .places.protocol import Lister
-from .pool import pmap
+from .pool import ahead, pmap
 from .reference import Reference, check_tag, parse
 from .referrers import (COSIGN_SUFFIXES, DESCRIPTOR_ANNOTATION, SUBJECT_ANNOTATION, Attachments, attachment_items,
                         artifact_type_of, is_attachment_tag, update_fallbacks)
@@ -218,7 +218,8 @@ def mirror_to_daemon(e: Entry, base: Any, as_registry: str | None, jobs: int, qu
         sources.close()
 
 
-BATCH = 500  # images resolved and copied at a time: memory stays flat however large the catalog
+BATCH = 250  # images resolved and copied at a time (the next batch resolving meanwhile): memory
+#             stays flat however large the catalog
 
 
 def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int, jobs: int, *, dry_run: bool,
@@ -227,7 +228,7 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
     """Run a mirror job. One explicit image stops at its first error; anything larger keeps
     going past failed images and journals its progress. The images are named first (a catalog
     costs only its names), then resolved and copied BATCH at a time through one engine, which
-    remembers across batches where each blob is."""
+    remembers across batches where each blob is; the next batch is resolved while one is copied."""
     key = job_key(entries)
     journal = Journal(state_file or default_path(key), key, lambda m: say(f"warning: {m}"))
     all_sources: list[Sources] = []
@@ -256,9 +257,8 @@ def mirror(entries: list[Entry], base: Any, as_registry: str | None, chunk: int,
         failed: list[Copied] = []
         previews: list[Planned] = []
         to_send = present = 0
-        for start in range(0, len(work), BATCH):
-            window = work[start:start + BATCH]
-            resolve_planned([p for p, _ in window], jobs)
+        windows = [work[start:start + BATCH] for start in range(0, len(work), BATCH)]
+        for window in ahead(lambda w: resolve_planned([p for p, _ in w], jobs), windows):
             items = []
             for p, to in window:
                 if single and p.error:

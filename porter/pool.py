@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from . import interrupts
 from .errors import Cancelled, PorterError
@@ -70,3 +70,36 @@ def pmap(fn: Callable[[T], R], items: Iterable[T], jobs: int) -> list[R]:
 
     run_all(one, list(enumerate(todo)), jobs)
     return out  # type: ignore[return-value]
+
+
+def ahead(fn: Callable[[T], None], items: Iterable[T]) -> Iterator[T]:
+    """Each item once ``fn(item)`` has run on it — ``fn`` of the next item running in the
+    background meanwhile (one step ahead: at most two items' work is held at once). A mirror
+    resolves its next batch of images while the engine copies this one."""
+    def start(x: T) -> tuple[threading.Thread, list[BaseException], T]:
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                fn(x)
+            except BaseException as e:  # handed to the consumer, raised there
+                failed.append(e)
+
+        t = threading.Thread(target=run, name="porter-ahead", daemon=True)
+        t.start()
+        return t, failed, x
+
+    it = iter(items)
+    end = object()
+    first = next(it, end)
+    current = start(first) if first is not end else None  # type: ignore[arg-type]
+    while current is not None:
+        t, failed, x = current
+        while t.is_alive():
+            t.join(0.25)
+            interrupts.check()
+        if failed:
+            raise failed[0]
+        following = next(it, end)
+        current = start(following) if following is not end else None  # type: ignore[arg-type]
+        yield x
