@@ -9,6 +9,7 @@ Distribution registry, then times, each ``--repeat`` times (median reported):
 from __future__ import annotations
 
 import argparse
+import filecmp
 import gzip
 import hashlib
 import io
@@ -307,7 +308,7 @@ def main() -> None:
             f"(keep wire.py only if > 1)",
             f"storage export / HTTP export time:       {st / base:.2f}x (target <= 1); vs cat floor "
             f"{st / rows['floor: cat of the blob files']:.2f}x; archives identical: "
-            f"{out['storage'].read_bytes() == out['porter'].read_bytes()}",
+            f"{filecmp.cmp(out['storage'], out['porter'], shallow=False)}",
         ]
 
         # --- push: registry -> registry, archive -> registry ------------------------------------

@@ -84,16 +84,18 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, 
 
     started = time.monotonic()
     errors = tempfile.TemporaryFile()  # not a pipe: a chatty command (skopeo logs every image) must not block
-    # (A child's RSS high-water mark starts at this process's size when it is spawned — about
-    # 40 MB here, below any figure reported; bench.py's 1 GiB runs use a small fresh parent.)
+    # Peak RSS is the child's VmHWM, polled: wait4's ru_maxrss starts a forked child at the size of
+    # the process that spawned it (make bench's is large), while VmHWM belongs to the exec'd program.
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errors, env=env)
-    written = 0
-    io_path = f"/proc/{p.pid}/io"
+    written = peak = 0
     while True:
         try:
-            for line in open(io_path):
+            for line in open(f"/proc/{p.pid}/io"):
                 if line.startswith("write_bytes:"):
                     written = max(written, int(line.split()[1]))
+            for line in open(f"/proc/{p.pid}/status"):
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
         except OSError:
             pass
         pid, status, usage = os.wait4(p.pid, os.WNOHANG)
@@ -106,7 +108,7 @@ def measured(cmd: list[str], env: dict | None = None) -> tuple[float, int, int, 
     err = errors.read().decode(errors="replace")
     if status:
         print(err[-2000:], file=sys.stderr)
-    return took, os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, written
+    return took, os.waitstatus_to_exitcode(status), peak or usage.ru_maxrss * 1024, written
 
 
 def cpu_of(pid: int) -> float:
