@@ -233,16 +233,17 @@ class Engine:
         """Which items the destination serves already: one manifest HEAD each — except a tag that
         a destination repository's tags list (one GET for several of its images) does not name,
         and the journal does not list as finished: absent, no HEAD needed."""
-        per_repo = Counter((id(i.dest), i.target.repository) for i in items
-                           if i.target.tag and i.dest.abilities.lists_tags and not self._finished(i))
-        repos = {(id(i.dest), i.target.repository): i for i in items
+        listable = {id(i): i for i in items  # the journal asked once per item
+                    if i.target.tag and i.dest.abilities.lists_tags and not self._finished(i)}
+        per_repo = Counter((id(i.dest), i.target.repository) for i in listable.values())
+        repos = {(id(i.dest), i.target.repository): i for i in listable.values()
                  if per_repo[(id(i.dest), i.target.repository)] > 1}
         listed = dict(zip(repos, pmap(lambda i: i.dest.tag_set(i.target.repository), list(repos.values()),
                                       self.jobs)))
 
         def present(i: Item) -> bool:
             tags = listed.get((id(i.dest), i.target.repository))
-            if i.target.tag and tags is not None and i.target.tag not in tags and not self._finished(i):
+            if id(i) in listable and tags is not None and i.target.tag not in tags:
                 return False
             return i.dest.has_manifest(i.target.repository, i.ref, i.image.listed.digest)
 
