@@ -155,15 +155,14 @@ class Engine:
                 item.state = "present"
                 # What it is made of is there too: other images mount those blobs, not send them
                 # again (after an interruption, images committed before it share blobs with the rest).
-                repo = item.target.repository if item.dest.abilities.per_repository else ""
                 for d in item.image.blobs:
-                    self.placements.add(item.dest, repo, d.digest)
+                    self.placements.add(item.dest, _blob_home(item), d.digest)
         todo = [i for i in todo if i.state == "pending"]
         for dest, its in _by_destination(todo).items():
             dest.prepare([i.image for i in its])
         blobs: dict[tuple[int, str, str], _Blob] = {}
         for i in todo:
-            repo = i.target.repository if i.dest.abilities.per_repository else ""
+            repo = _blob_home(i)
             for d in i.image.blobs:
                 blobs.setdefault((id(i.dest), repo, d.digest), _Blob(d, i.dest, repo)).items.append(i)
         plan = _order(blobs.values(), todo)
@@ -271,6 +270,11 @@ class Engine:
         i.state = "copied"
         if self.journal:
             self.journal.image_done(str(i.target), i.image.listed.digest)
+
+
+def _blob_home(i: Item) -> str:
+    """Where the destination keeps ``i``'s blobs: its repository, or "" for one store per place."""
+    return i.target.repository if i.dest.abilities.per_repository else ""
 
 
 def _by_destination(items: list[Item]) -> dict[Destination, list[Item]]:

@@ -26,7 +26,7 @@ from .auth import Credentials, RegistryAuth
 from .errors import AuthError, NotFoundError, PorterError, RegistryError, TransportError
 from .mediatypes import loads
 from .reference import is_loopback_host, printable
-from .wire import DeadlineExceeded, StdlibTransport
+from .wire import DeadlineExceeded, StdlibTransport, default_ssl_context
 
 T = TypeVar("T")
 
@@ -125,20 +125,6 @@ def certs_dirs() -> list[Path]:
     if env:
         return [Path(p) for p in env.split(os.pathsep)]
     return [Path("/etc/docker/certs.d"), Path.home() / ".docker" / "certs.d"]
-
-
-_default_context: ssl.SSLContext | None = None
-_default_lock = threading.Lock()
-
-
-def default_ssl_context() -> ssl.SSLContext:
-    """The system CAs, loaded once, on first use: loading them costs ~50 ms here, which a run
-    that only speaks plain HTTP (a registry on loopback) never needs to spend."""
-    global _default_context
-    with _default_lock:
-        if _default_context is None:
-            _default_context = ssl.create_default_context()
-        return _default_context
 
 
 def ssl_context(host: str, ca_cert: str | None) -> ssl.SSLContext | Callable[[], ssl.SSLContext]:

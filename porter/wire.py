@@ -34,6 +34,20 @@ class DeadlineExceeded(httpx.ReadTimeout):
     was shut, so a server trickling bytes cannot hold a metadata request for ever."""
 
 
+_default_context: ssl.SSLContext | None = None
+_default_lock = threading.Lock()
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """The system CAs, loaded once, on first use: loading them costs ~50 ms here, which a run
+    that only speaks plain HTTP (a registry on loopback) never needs to spend."""
+    global _default_context
+    with _default_lock:
+        if _default_context is None:
+            _default_context = ssl.create_default_context()
+        return _default_context
+
+
 class _Deadlines:
     """One daemon thread that shuts the socket of each request whose deadline passed. (A
     ``threading.Timer`` per request started a thread per request: measured, most of the
@@ -187,10 +201,8 @@ class StdlibTransport(httpx.BaseTransport):
             if self._verify is False:
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CAs to load: nothing is verified
                 ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-            elif callable(self._verify):
-                ctx = self._verify()
             else:
-                ctx = ssl.create_default_context()
+                ctx = self._verify() if callable(self._verify) else default_ssl_context()
             self._ssl = ctx
         return self._ssl
 
